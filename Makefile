@@ -1,0 +1,72 @@
+# wanflow — build, test, demo, lint, bench.
+#
+# make test runs every test; tests that need root (network namespaces, TUN,
+# netlink, nftables) run when root and skip with a reason otherwise.
+
+GO        ?= go
+BIN       ?= bin/wanflow
+PKGS      := ./...
+TESTFLAGS ?= -count=1 -timeout 14m
+STATICCHECK_VERSION := v0.8.2
+# Fuzz targets run briefly by `make test`, longer by `make fuzz`.
+FUZZTIME  ?= 10s
+
+.PHONY: all build test unit fuzz-short fuzz lint vet demo lab-up lab-down bench clean deps
+
+all: build
+
+build:
+	$(GO) build -trimpath -o $(BIN) ./cmd/wanflow
+
+# deps installs what the tests use from Debian when run as root on a Debian
+# machine (ping for the lab tests, iperf3 for the benchmarks). Harmless
+# elsewhere.
+deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		missing=""; \
+		command -v ping   >/dev/null || missing="$$missing iputils-ping"; \
+		command -v iperf3 >/dev/null || missing="$$missing iperf3"; \
+		command -v ip     >/dev/null || missing="$$missing iproute2"; \
+		if [ -n "$$missing" ]; then \
+			(apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+		fi; \
+	fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+test: deps vet
+	$(GO) test $(TESTFLAGS) $(PKGS)
+	$(MAKE) fuzz-short
+
+# fuzz-short runs every fuzz target for FUZZTIME (go test -fuzz takes one
+# target per run).
+fuzz-short:
+	@set -e; $(GO) list -f '{{.ImportPath}} {{.Dir}}' $(PKGS) | while read pkg dir; do \
+		for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/^func //'); do \
+			echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >/tmp/wanflow-fuzz.log 2>&1 || { cat /tmp/wanflow-fuzz.log; exit 1; }; \
+		done; \
+	done
+
+fuzz:
+	$(MAKE) fuzz-short FUZZTIME=2m
+
+lint: vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PKGS)
+
+demo: build
+	./$(BIN) demo
+
+lab-up: build
+	./$(BIN) lab up
+
+lab-down: build
+	./$(BIN) lab down
+
+bench: build
+	./$(BIN) bench --out docs/bench
+
+clean:
+	rm -rf bin

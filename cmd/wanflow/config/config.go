@@ -1,0 +1,432 @@
+package config
+
+import (
+	"bytes"
+	"cmp"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/wanflow/wanflow/uplinks/policy"
+)
+
+// Limits of the configuration.
+const (
+	// MaxUplinks is the largest number of uplinks a configuration may have.
+	MaxUplinks = 32
+	// MaxFileSize is the largest configuration file Load and Parse accept.
+	MaxFileSize = 1 << 20
+	// MaxProblems is the most problems an Error lists; a last one says how
+	// many more were found.
+	MaxProblems = 50
+)
+
+// Config is a whole wanflow configuration with defaults applied.
+type Config struct {
+	// LAN is the LAN side; its interface is required.
+	LAN LAN `yaml:"lan"`
+	// Uplinks are 1..MaxUplinks uplinks; the index is the uplink id.
+	Uplinks []Uplink `yaml:"uplinks"`
+	// Balance configures the weighted choice.
+	Balance Balance `yaml:"balance"`
+	// Rules restrict uplinks per flow; the first match wins.
+	Rules []Rule `yaml:"rules"`
+	// Probes is the global health probe configuration.
+	Probes Probes `yaml:"probes"`
+	// Control configures the control socket and metrics.
+	Control Control `yaml:"control"`
+	// Dataplane configures the userspace packet path.
+	Dataplane Dataplane `yaml:"dataplane"`
+	// Kernel holds the ids of kernel objects wanflow owns.
+	Kernel Kernel `yaml:"kernel"`
+
+	// Warnings lists problems that are not errors, formatted like errors
+	// ("wanflow.yaml: line 40: dataplane.flows.timeouts.udp: ..."), e.g. NAT
+	// timeouts below what RFC 4787 and RFC 5382 require.
+	Warnings []string `yaml:"-"`
+
+	name string // file name for messages and the plan
+}
+
+// LAN is the router's LAN side.
+type LAN struct {
+	// Interface is the LAN interface; required.
+	Interface string `yaml:"interface"`
+	// Prefixes are the LAN source prefixes steered into wanflow; empty means
+	// the prefixes of the interface's addresses, learned at run time.
+	Prefixes []Prefix `yaml:"prefixes"`
+	// DHCP configures the DHCP server; nil means none. Parsed and validated
+	// now, served in a later version.
+	DHCP *DHCP `yaml:"dhcp"`
+	// DNS configures the DNS forwarder; nil means none. Parsed and validated
+	// now, served in a later version.
+	DNS *DNS `yaml:"dns"`
+}
+
+// DHCP is the LAN DHCP server's configuration.
+type DHCP struct {
+	// Range is the pool of addresses handed out; required.
+	Range AddrRange `yaml:"range"`
+	// LeaseTime defaults to 12h.
+	LeaseTime Duration `yaml:"lease_time"`
+	// LeaseFile is where leases persist; defaults to
+	// /var/lib/wanflow/dhcp.leases.
+	LeaseFile string `yaml:"lease_file"`
+}
+
+func (d *DHCP) setDefaults() {
+	d.LeaseTime = Duration(12 * time.Hour)
+	d.LeaseFile = "/var/lib/wanflow/dhcp.leases"
+}
+
+// DNS is the LAN DNS forwarder's configuration.
+type DNS struct {
+	// Listen are the addresses the forwarder serves; required, e.g.
+	// 10.77.0.1:53.
+	Listen []AddrPort `yaml:"listen"`
+}
+
+// Uplink is one internet uplink. Its index in Config.Uplinks is its uplink
+// id: routing table Kernel.UplinkTable(i), rule priority
+// Kernel.UplinkRulePriority(i).
+type Uplink struct {
+	// Name is unique, [a-z0-9_-]{1,15}.
+	Name string `yaml:"name"`
+	// Interface is the uplink's network interface. It may be the LAN
+	// interface (a modem on the LAN segment); two uplinks may not share one.
+	Interface string `yaml:"interface"`
+	// Gateway is the next hop; invalid (zero) means learned at run time
+	// (DHCP) or none (a point-to-point device such as ppp0). Required when
+	// Interface is the LAN interface.
+	Gateway Addr `yaml:"gateway"`
+	// Tier is 1..9, default 1: a higher tier carries new flows only while
+	// every lower tier is down.
+	Tier int `yaml:"tier"`
+	// Weight is 1..1000, default 1: the uplink's share within its tier.
+	Weight uint32 `yaml:"weight"`
+	// DNS are the uplink's DNS servers; empty means learned at run time.
+	DNS []Addr `yaml:"dns"`
+	// MTU overrides the interface's MTU for MSS clamping and PMTU; 0 means
+	// the interface's.
+	MTU int `yaml:"mtu"`
+	// OnDown is a shell command run when the uplink goes down, e.g.
+	// "wvdial 3g" to redial a 3G dongle.
+	OnDown string `yaml:"on_down"`
+	// OnUp is a shell command run when the uplink comes back up.
+	OnUp string `yaml:"on_up"`
+	// OnDownEvery re-runs OnDown at this interval while the uplink stays
+	// down; 0 runs it once.
+	OnDownEvery Duration `yaml:"on_down_every"`
+	// Probes is the uplink's effective probe configuration: the keys given
+	// under the uplink's probes: override the global Config.Probes.
+	Probes Probes `yaml:"probes"`
+
+	line int
+}
+
+func (u *Uplink) setDefaults()  { u.Tier, u.Weight = 1, 1 }
+func (u *Uplink) setLine(l int) { u.line = l }
+
+// Line returns the configuration line the uplink was defined on.
+func (u *Uplink) Line() int { return u.line }
+
+// Balance configures the weighted choice among uplinks.
+type Balance struct {
+	// Affinity picks the flow fields that pin a choice: flow (default),
+	// src-dst or src.
+	Affinity policy.Affinity `yaml:"affinity"`
+}
+
+// Rule restricts the uplinks of matching new flows; the first matching rule
+// wins and empty fields match anything.
+type Rule struct {
+	// Name labels the rule in the plan and in explanations; optional,
+	// unique when given.
+	Name string `yaml:"name"`
+	// Src and Dst are IPv4 network prefixes; a flow's address must lie in
+	// one of them.
+	Src []Prefix `yaml:"src"`
+	Dst []Prefix `yaml:"dst"`
+	// Proto is the IP protocol; any (0) by default.
+	Proto Proto `yaml:"proto"`
+	// DstPorts are destination ports and ranges; they need proto tcp, udp
+	// or any, and match only TCP and UDP flows.
+	DstPorts []PortRange `yaml:"dst_ports"`
+	// Uplinks names the allowed uplinks; required.
+	Uplinks []string `yaml:"uplinks"`
+
+	line int
+}
+
+func (r *Rule) setLine(l int) { r.line = l }
+
+// Line returns the configuration line the rule was defined on.
+func (r *Rule) Line() int { return r.line }
+
+// Probes configures the health probes sent through each uplink. Parsed and
+// validated now, used by a later version.
+type Probes struct {
+	// Targets default to 1.1.1.1 and 8.8.8.8.
+	Targets []Addr `yaml:"targets"`
+	// Interval between probes, default 500ms.
+	Interval Duration `yaml:"interval"`
+	// Timeout of one probe, default 1s.
+	Timeout Duration `yaml:"timeout"`
+	// DownAfter consecutive failures mark the uplink down, default 3.
+	DownAfter int `yaml:"down_after"`
+	// UpAfter consecutive successes mark it up again, default 5.
+	UpAfter int `yaml:"up_after"`
+}
+
+// Control configures the control socket and metrics.
+type Control struct {
+	// Socket is the root-only unix socket of the control API, default
+	// /run/wanflow/wanflow.sock.
+	Socket string `yaml:"socket"`
+	// Metrics is the Prometheus listen address, default 127.0.0.1:9469.
+	Metrics AddrPort `yaml:"metrics"`
+}
+
+// Dataplane configures the userspace packet path.
+type Dataplane struct {
+	// TUN is the TUN device name, default wf0.
+	TUN string `yaml:"tun"`
+	// MTU is the TUN MTU, default 1500.
+	MTU int `yaml:"mtu"`
+	// Workers is the number of packet workers; 0 (default) means GOMAXPROCS.
+	Workers int `yaml:"workers"`
+	// NATPorts is the source port range of translated flows, default
+	// 20000-32767; it must not overlap the kernel's ip_local_port_range
+	// (checked at start).
+	NATPorts PortRange `yaml:"nat_ports"`
+	// Flows sizes the flow table.
+	Flows Flows `yaml:"flows"`
+}
+
+// Flows sizes the flow table and its idle timeouts.
+type Flows struct {
+	// Capacity is the flow table size, default 262144.
+	Capacity int `yaml:"capacity"`
+	// Timeouts are the idle timeouts per kind of flow.
+	Timeouts Timeouts `yaml:"timeouts"`
+}
+
+// Timeouts are the flows' idle timeouts. Values below the RFC minimums are
+// allowed with a warning.
+type Timeouts struct {
+	// UDP defaults to 5m (RFC 4787 REQ-5: at least 2m).
+	UDP Duration `yaml:"udp"`
+	// TCPEstablished defaults to 2h4m (RFC 5382 REQ-5: at least 2h4m).
+	TCPEstablished Duration `yaml:"tcp_established"`
+	// TCPTransitory defaults to 4m (RFC 5382 REQ-5: at least 4m).
+	TCPTransitory Duration `yaml:"tcp_transitory"`
+	// ICMP defaults to 60s (RFC 5508 REQ-1: at least 60s).
+	ICMP Duration `yaml:"icmp"`
+}
+
+// Kernel holds the ids of the kernel objects wanflow owns.
+type Kernel struct {
+	// TableBase is the LAN steering table, default 7700; uplink i uses
+	// TableBase+1+i.
+	TableBase int `yaml:"table_base"`
+	// RulePriority is the base of wanflow's rule priorities, default 7690:
+	// see SuppressRulePriority, LANRulePriority, UplinkRulePriority.
+	RulePriority int `yaml:"rule_priority"`
+	// RouteProtocol marks every route and rule wanflow installs, default 167.
+	RouteProtocol int `yaml:"route_protocol"`
+	// NFTTable is the name of wanflow's nftables table (family ip), default
+	// wanflow.
+	NFTTable string `yaml:"nft_table"`
+}
+
+// LANTable returns the LAN steering table id.
+func (k Kernel) LANTable() int { return k.TableBase }
+
+// UplinkTable returns the routing table id of uplink i (0-based).
+func (k Kernel) UplinkTable(i int) int { return k.TableBase + 1 + i }
+
+// SuppressRulePriority returns the priority of the rule
+// "lookup main suppress_prefixlength 0", which keeps LAN and connected
+// destinations in the main table.
+func (k Kernel) SuppressRulePriority() int { return k.RulePriority }
+
+// LANRulePriority returns the priority of "iif <lan> lookup <LANTable>".
+func (k Kernel) LANRulePriority() int { return k.RulePriority + 10 }
+
+// UplinkRulePriority returns the priority of uplink i's
+// "from <uplink address> lookup <UplinkTable(i)>".
+func (k Kernel) UplinkRulePriority(i int) int { return k.RulePriority + 110 + 10*i }
+
+// Default returns the defaults of every optional setting. It is not a valid
+// configuration by itself: the LAN interface and the uplinks are required.
+func Default() *Config {
+	return &Config{
+		Balance: Balance{Affinity: policy.AffinityFlow},
+		Probes: Probes{
+			Targets:   []Addr{{netip.MustParseAddr("1.1.1.1")}, {netip.MustParseAddr("8.8.8.8")}},
+			Interval:  Duration(500 * time.Millisecond),
+			Timeout:   Duration(time.Second),
+			DownAfter: 3,
+			UpAfter:   5,
+		},
+		Control: Control{
+			Socket:  "/run/wanflow/wanflow.sock",
+			Metrics: AddrPort{netip.MustParseAddrPort("127.0.0.1:9469")},
+		},
+		Dataplane: Dataplane{
+			TUN:      "wf0",
+			MTU:      1500,
+			NATPorts: PortRange{20000, 32767},
+			Flows: Flows{
+				Capacity: 262144,
+				Timeouts: Timeouts{
+					UDP:            Duration(5 * time.Minute),
+					TCPEstablished: Duration(2*time.Hour + 4*time.Minute),
+					TCPTransitory:  Duration(4 * time.Minute),
+					ICMP:           Duration(60 * time.Second),
+				},
+			},
+		},
+		Kernel: Kernel{TableBase: 7700, RulePriority: 7690, RouteProtocol: 167, NFTTable: "wanflow"},
+	}
+}
+
+// Problem is one thing wrong with a configuration.
+type Problem struct {
+	// Line is the 1-based line of the offending key or value; 0 if unknown.
+	Line int
+	// Path names the setting, e.g. "uplinks[1].weight"; "" for the file.
+	Path string
+	// Msg says what is wrong.
+	Msg string
+}
+
+func (p Problem) format(name string) string {
+	var b strings.Builder
+	b.WriteString(name)
+	b.WriteString(": ")
+	if p.Line > 0 {
+		b.WriteString("line " + strconv.Itoa(p.Line) + ": ")
+	}
+	if p.Path != "" {
+		b.WriteString(p.Path + ": ")
+	}
+	b.WriteString(p.Msg)
+	return b.String()
+}
+
+// Error is every problem Parse found, in line order.
+type Error struct {
+	// Name is the file name given to Parse.
+	Name string
+	// Problems are sorted by line.
+	Problems []Problem
+}
+
+// Error returns one "<name>: line N: path: message" line per problem.
+func (e *Error) Error() string {
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		lines[i] = p.format(e.Name)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Load reads and parses the configuration file at path; see Parse.
+func Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("config: read %s: %w", path, err)
+	}
+	return Parse(data, path)
+}
+
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// Parse decodes and validates a configuration; name labels messages. On
+// failure the error is an *Error listing every problem found (decoding stops
+// before validation if the file cannot be decoded).
+func Parse(data []byte, name string) (*Config, error) {
+	fail := func(p ...Problem) (*Config, error) {
+		slices.SortStableFunc(p, func(a, b Problem) int { return cmp.Compare(a.Line, b.Line) })
+		if len(p) > MaxProblems {
+			more := len(p) - MaxProblems
+			p = append(p[:MaxProblems:MaxProblems], Problem{Msg: fmt.Sprintf("%d more problems not shown", more)})
+		}
+		return nil, &Error{Name: name, Problems: p}
+	}
+	if len(data) > MaxFileSize {
+		return fail(Problem{Msg: fmt.Sprintf("file larger than %d bytes", MaxFileSize)})
+	}
+	var root yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&root); err != nil {
+		if errors.Is(err, io.EOF) {
+			return fail(Problem{Msg: "empty configuration"})
+		}
+		return fail(yamlProblem(err))
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return fail(Problem{Line: extra.Line, Msg: "more than one YAML document"})
+	} else if !errors.Is(err, io.EOF) {
+		return fail(yamlProblem(err))
+	}
+	doc := &root
+	if doc.Kind == yaml.DocumentNode {
+		if len(doc.Content) == 0 {
+			return fail(Problem{Msg: "empty configuration"})
+		}
+		doc = doc.Content[0]
+	}
+	if isNull(doc) {
+		return fail(Problem{Line: doc.Line, Msg: "empty configuration"})
+	}
+
+	c := Default()
+	c.name = name
+	d := &decoder{lines: map[string]int{}}
+	d.decode(doc, reflect.ValueOf(c).Elem(), "")
+	if len(d.probs) > 0 {
+		return fail(d.probs...)
+	}
+	v := &validator{c: c, lines: d.lines}
+	v.validate()
+	if len(v.probs) > 0 {
+		return fail(v.probs...)
+	}
+	slices.SortStableFunc(v.warns, func(a, b Problem) int { return cmp.Compare(a.Line, b.Line) })
+	for _, w := range v.warns {
+		c.Warnings = append(c.Warnings, w.format(name))
+	}
+	return c, nil
+}
+
+// yamlProblem turns a yaml.v3 syntax error ("yaml: line 3: found character
+// that cannot start any token") into a Problem.
+func yamlProblem(err error) Problem {
+	msg := err.Error()
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		l, _ := strconv.Atoi(m[1])
+		return Problem{Line: l, Msg: "invalid YAML: " + m[2]}
+	}
+	return Problem{Msg: "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")}
+}
+
+// Name returns the file name the configuration was parsed from.
+func (c *Config) Name() string { return c.name }

@@ -1,0 +1,178 @@
+package config
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Plan returns the human-readable plan that `wanflow check` prints: the TUN
+// device, the steering rules with their priorities, each uplink's table,
+// rule and route, the nftables table and its rules, the NAT port range,
+// workers, flow capacity and timeouts, and the policy. Addresses learned at
+// run time are shown as <...>. Commands are given in ip(8)/nft(8) syntax
+// for reading; wanflow installs the same objects over netlink.
+func (c *Config) Plan() string {
+	var b strings.Builder
+	pf := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	k := c.Kernel
+	d := c.Dataplane
+	proto := k.RouteProtocol
+
+	pf("wanflow plan for %s\n", c.name)
+
+	pf("\nLAN\n")
+	pf("  interface %s\n", c.LAN.Interface)
+	if len(c.LAN.Prefixes) > 0 {
+		pf("  source prefixes %s\n", joinStrings(c.LAN.Prefixes))
+	} else {
+		pf("  source prefixes learned from %s's addresses at run time\n", c.LAN.Interface)
+	}
+	if h := c.LAN.DHCP; h != nil {
+		pf("  dhcp range %v, lease %v, leases in %s (served in a later version)\n", h.Range, h.LeaseTime, h.LeaseFile)
+	}
+	if s := c.LAN.DNS; s != nil {
+		pf("  dns listen %s (served in a later version)\n", joinStrings(s.Listen))
+	}
+
+	pf("\nTUN\n")
+	pf("  device %s, mtu %d\n", d.TUN, d.MTU)
+	pf("  ip route replace default dev %s table %d proto %d\n", d.TUN, k.LANTable(), proto)
+
+	pf("\nSteering rules\n")
+	pf("  ip rule add priority %d lookup main suppress_prefixlength 0 protocol %d\n", k.SuppressRulePriority(), proto)
+	pf("  ip rule add priority %d iif %s lookup %d protocol %d\n", k.LANRulePriority(), c.LAN.Interface, k.LANTable(), proto)
+
+	pf("\nUplinks\n")
+	for i, u := range c.Uplinks {
+		addr := "<" + u.Interface + " address>"
+		pf("  [%d] %s: interface %s, tier %d, weight %d, table %d\n", i, u.Name, u.Interface, u.Tier, u.Weight, k.UplinkTable(i))
+		if u.Interface == c.LAN.Interface {
+			pf("      on the LAN segment: the uplink address is the router's LAN address\n")
+		}
+		pf("      ip rule add priority %d from %s lookup %d protocol %d\n", k.UplinkRulePriority(i), addr, k.UplinkTable(i), proto)
+		if u.Gateway.IsValid() {
+			pf("      ip route replace default via %v dev %s table %d proto %d\n", u.Gateway, u.Interface, k.UplinkTable(i), proto)
+		} else {
+			pf("      ip route replace default [via <gateway learned on %s>] dev %s table %d proto %d\n", u.Interface, u.Interface, k.UplinkTable(i), proto)
+		}
+		var extra []string
+		if len(u.DNS) > 0 {
+			extra = append(extra, "dns "+joinStrings(u.DNS))
+		} else {
+			extra = append(extra, "dns learned")
+		}
+		if u.MTU != 0 {
+			extra = append(extra, fmt.Sprintf("mtu %d", u.MTU))
+		}
+		pf("      %s\n", strings.Join(extra, ", "))
+		p := u.Probes
+		pf("      probes %s every %v, timeout %v, down after %d, up after %d\n",
+			joinStrings(p.Targets), p.Interval, p.Timeout, p.DownAfter, p.UpAfter)
+		if u.OnDown != "" {
+			every := "once"
+			if u.OnDownEvery != 0 {
+				every = "every " + u.OnDownEvery.String() + " while down"
+			}
+			pf("      on down: %q (%s)\n", u.OnDown, every)
+		}
+		if u.OnUp != "" {
+			pf("      on up: %q\n", u.OnUp)
+		}
+	}
+
+	pf("\nnftables\n")
+	pf("  table ip %s {\n", k.NFTTable)
+	pf("    chain prerouting { type filter hook prerouting priority raw; policy accept;\n")
+	for _, u := range c.Uplinks {
+		pf("      iifname %q ip daddr <%s address> meta l4proto { tcp, udp } th dport %v drop  # %s\n",
+			u.Interface, u.Interface, d.NATPorts, u.Name)
+	}
+	pf("    }\n  }\n")
+
+	pf("\nDataplane\n")
+	if d.Workers == 0 {
+		pf("  workers: GOMAXPROCS at start\n")
+	} else {
+		pf("  workers: %d\n", d.Workers)
+	}
+	pf("  NAT ports %v (%d ports), kept clear of net.ipv4.ip_local_port_range (checked at start)\n", d.NATPorts, d.NATPorts.Len())
+	t := d.Flows.Timeouts
+	pf("  flows: capacity %d; timeouts udp %v, tcp_established %v, tcp_transitory %v, icmp %v\n",
+		d.Flows.Capacity, t.UDP, t.TCPEstablished, t.TCPTransitory, t.ICMP)
+
+	pf("\nPolicy\n")
+	pf("  affinity %s\n", c.Balance.Affinity)
+	tiers := map[int][]int{}
+	var order []int
+	for i, u := range c.Uplinks {
+		if _, ok := tiers[u.Tier]; !ok {
+			order = append(order, u.Tier)
+		}
+		tiers[u.Tier] = append(tiers[u.Tier], i)
+	}
+	sort.Ints(order)
+	for n, tier := range order {
+		var sum uint32
+		for _, i := range tiers[tier] {
+			sum += c.Uplinks[i].Weight
+		}
+		var parts []string
+		for _, i := range tiers[tier] {
+			u := c.Uplinks[i]
+			parts = append(parts, fmt.Sprintf("%s weight %d (%.1f%%)", u.Name, u.Weight, 100*float64(u.Weight)/float64(sum)))
+		}
+		when := "while up"
+		if n > 0 {
+			when = "only while every lower tier is down"
+		}
+		pf("  tier %d (%s): %s\n", tier, when, strings.Join(parts, ", "))
+	}
+	if len(c.Rules) == 0 {
+		pf("  rules: none (every flow may use every uplink)\n")
+	} else {
+		pf("  rules (first match wins; no match: every uplink):\n")
+		for i, r := range c.PolicyRules() {
+			pf("    %d %s: %s -> %s\n", i, r.Name, ruleMatch(c.Rules[i]), strings.Join(r.Uplinks, ", "))
+		}
+	}
+
+	pf("\nControl\n")
+	pf("  socket %s, metrics %v\n", c.Control.Socket, c.Control.Metrics)
+
+	if len(c.Warnings) > 0 {
+		pf("\nWarnings\n")
+		for _, w := range c.Warnings {
+			pf("  %s\n", w)
+		}
+	}
+	return b.String()
+}
+
+func ruleMatch(r Rule) string {
+	var parts []string
+	if len(r.Src) > 0 {
+		parts = append(parts, "src "+joinStrings(r.Src))
+	}
+	if len(r.Dst) > 0 {
+		parts = append(parts, "dst "+joinStrings(r.Dst))
+	}
+	if r.Proto != 0 {
+		parts = append(parts, "proto "+r.Proto.String())
+	}
+	if len(r.DstPorts) > 0 {
+		parts = append(parts, "dst_ports "+joinStrings(r.DstPorts))
+	}
+	if len(parts) == 0 {
+		return "any flow"
+	}
+	return strings.Join(parts, " ")
+}
+
+func joinStrings[T fmt.Stringer](xs []T) string {
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = x.String()
+	}
+	return strings.Join(s, ", ")
+}

@@ -1,0 +1,449 @@
+package config
+
+import (
+	"fmt"
+	"maps"
+	"net/netip"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/wanflow/wanflow/uplinks/policy"
+)
+
+// validator checks a decoded Config, reporting each problem at the line of
+// the setting it concerns (or, for a setting left at its default, of the
+// nearest enclosing setting present in the file).
+type validator struct {
+	c     *Config
+	lines map[string]int
+	probs []Problem
+	warns []Problem
+}
+
+// line returns the line of path, or of its nearest ancestor in the file.
+func (v *validator) line(path string) int {
+	for {
+		if l, ok := v.lines[path]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			return v.lines[""]
+		}
+		path = path[:i]
+	}
+}
+
+// present reports whether path was given in the file.
+func (v *validator) present(path string) bool {
+	_, ok := v.lines[path]
+	return ok
+}
+
+func (v *validator) errorf(path, format string, args ...any) {
+	v.probs = append(v.probs, Problem{Line: v.line(path), Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) warnf(path, format string, args ...any) {
+	v.warns = append(v.warns, Problem{Line: v.line(path), Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) intRange(path string, got, lo, hi int) {
+	if got < lo || got > hi {
+		v.errorf(path, "must be %d..%d, got %d", lo, hi, got)
+	}
+}
+
+func (v *validator) durRange(path string, got Duration, lo, hi time.Duration) {
+	if time.Duration(got) < lo || time.Duration(got) > hi {
+		v.errorf(path, "must be %v..%v, got %v", lo, hi, got)
+	}
+}
+
+var (
+	uplinkName = regexp.MustCompile(`^[a-z0-9_-]{1,15}$`)
+	ruleName   = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,32}$`)
+	nftName    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]{0,63}$`)
+)
+
+// ifname checks a Linux interface name: 1..15 bytes (IFNAMSIZ-1), no '/',
+// ':' or white space, not "." or "..".
+func (v *validator) ifname(path, s string) {
+	switch {
+	case s == "":
+		v.errorf(path, "required")
+	case len(s) > 15:
+		v.errorf(path, "interface name %q longer than 15 bytes", s)
+	case s == "." || s == ".." || strings.ContainsAny(s, "/: \t\n\r\v\f"):
+		v.errorf(path, "invalid interface name %q", s)
+	}
+}
+
+// unicast4 checks that a is a usable IPv4 unicast address.
+func (v *validator) unicast4(path string, a netip.Addr) {
+	switch {
+	case !a.Is4():
+		v.errorf(path, "want an IPv4 address, got %v", a)
+	case a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		v.errorf(path, "want a unicast IPv4 address, got %v", a)
+	}
+}
+
+// prefix4 checks an IPv4 network prefix written with its network address.
+func (v *validator) prefix4(path string, p Prefix) {
+	switch {
+	case !p.Addr().Is4():
+		v.errorf(path, "want an IPv4 prefix, got %v", p)
+	case p.Masked() != p.Prefix:
+		v.errorf(path, "%v is not a network address (did you mean %v?)", p, p.Masked())
+	}
+}
+
+func (v *validator) validate() {
+	c := v.c
+	v.validateLAN()
+	v.validateUplinks()
+	v.validateRules()
+	v.validateProbes("probes", &c.Probes, false)
+	v.validateControl()
+	v.validateDataplane()
+	v.validateKernel()
+	if len(v.probs) == 0 {
+		// Cannot fail after the checks above; kept as the last word on
+		// what the policy accepts.
+		if _, err := c.Policy(); err != nil {
+			v.errorf("rules", "%v", err)
+		}
+	}
+}
+
+func (v *validator) validateLAN() {
+	l := &v.c.LAN
+	v.ifname("lan.interface", l.Interface)
+	for i, p := range l.Prefixes {
+		v.prefix4(fmt.Sprintf("lan.prefixes[%d]", i), p)
+	}
+	if d := l.DHCP; d != nil {
+		if !v.present("lan.dhcp.range") {
+			v.errorf("lan.dhcp.range", "required")
+		} else {
+			v.dhcpRange(d.Range)
+		}
+		v.durRange("lan.dhcp.lease_time", d.LeaseTime, time.Minute, 365*24*time.Hour)
+		if !filepath.IsAbs(d.LeaseFile) {
+			v.errorf("lan.dhcp.lease_file", "want an absolute path, got %q", d.LeaseFile)
+		}
+	}
+	if d := l.DNS; d != nil {
+		if len(d.Listen) == 0 {
+			v.errorf("lan.dns.listen", "required")
+		}
+		for i, a := range d.Listen {
+			p := fmt.Sprintf("lan.dns.listen[%d]", i)
+			if !a.Addr().Is4() {
+				v.errorf(p, "want an IPv4 address:port, got %v", a)
+			} else if a.Port() == 0 {
+				v.errorf(p, "port must not be 0")
+			}
+		}
+	}
+}
+
+func (v *validator) dhcpRange(r AddrRange) {
+	const path = "lan.dhcp.range"
+	v.unicast4(path, r.First)
+	v.unicast4(path, r.Last)
+	if len(v.c.LAN.Prefixes) == 0 {
+		return
+	}
+	for _, p := range v.c.LAN.Prefixes {
+		p := p.Masked()
+		if !p.Contains(r.First) || !p.Contains(r.Last) {
+			continue
+		}
+		if p.Bits() < 31 && (r.First == p.Addr() || r.Last == lastAddr(p)) {
+			v.errorf(path, "range %v includes the network or broadcast address of %v", r, p)
+		}
+		return
+	}
+	v.errorf(path, "range %v is not inside one of lan.prefixes", r)
+}
+
+// lastAddr returns the highest address of an IPv4 prefix.
+func lastAddr(p netip.Prefix) netip.Addr {
+	a := p.Masked().Addr().As4()
+	host := uint32(1)<<(32-p.Bits()) - 1
+	n := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3]) | host
+	return netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
+}
+
+func (v *validator) validateUplinks() {
+	c := v.c
+	switch n := len(c.Uplinks); {
+	case n == 0:
+		v.errorf("uplinks", "at least one uplink is required")
+		return
+	case n > MaxUplinks:
+		v.errorf("uplinks", "%d uplinks, at most %d", n, MaxUplinks)
+	}
+	names := map[string]int{}  // name -> index
+	ifaces := map[string]int{} // interface -> index
+	for i := range c.Uplinks {
+		u := &c.Uplinks[i]
+		p := fmt.Sprintf("uplinks[%d]", i)
+		if !v.present(p + ".name") {
+			v.errorf(p+".name", "required")
+		} else if !uplinkName.MatchString(u.Name) {
+			v.errorf(p+".name", "want [a-z0-9_-]{1,15}, got %q", u.Name)
+		} else if j, dup := names[u.Name]; dup {
+			v.errorf(p+".name", "duplicate uplink name %q (first at line %d)", u.Name, c.Uplinks[j].line)
+		} else {
+			names[u.Name] = i
+		}
+		v.ifname(p+".interface", u.Interface)
+		if j, dup := ifaces[u.Interface]; dup && u.Interface != "" {
+			v.errorf(p+".interface", "interface %s already used by uplink %s (line %d); two uplinks may not share an interface",
+				u.Interface, c.Uplinks[j].Name, c.Uplinks[j].line)
+		} else {
+			ifaces[u.Interface] = i
+		}
+		if u.Interface == c.Dataplane.TUN {
+			v.errorf(p+".interface", "interface %s is the TUN device (dataplane.tun)", u.Interface)
+		}
+		if u.Gateway.IsValid() {
+			v.unicast4(p+".gateway", u.Gateway.Addr)
+		}
+		if u.Interface != "" && u.Interface == c.LAN.Interface {
+			// A modem on the LAN segment: nothing else can tell which
+			// neighbour is the uplink's next hop.
+			if !u.Gateway.IsValid() {
+				v.errorf(p+".gateway", "required when the uplink shares the LAN interface %s", u.Interface)
+			} else if len(c.LAN.Prefixes) > 0 && !inPrefixes(u.Gateway.Addr, c.LAN.Prefixes) {
+				v.errorf(p+".gateway", "%v is on the LAN interface but outside lan.prefixes", u.Gateway)
+			}
+		}
+		v.intRange(p+".tier", u.Tier, 1, 9)
+		v.intRange(p+".weight", int(u.Weight), 1, 1000)
+		for j, a := range u.DNS {
+			v.unicast4(fmt.Sprintf("%s.dns[%d]", p, j), a.Addr)
+		}
+		if u.MTU != 0 {
+			v.intRange(p+".mtu", u.MTU, 576, 65535)
+		}
+		if u.OnDownEvery != 0 {
+			v.durRange(p+".on_down_every", u.OnDownEvery, time.Second, 24*time.Hour)
+			if u.OnDown == "" {
+				v.errorf(p+".on_down_every", "needs on_down")
+			}
+		}
+		v.inheritProbes(p+".probes", &u.Probes)
+		v.validateProbes(p+".probes", &u.Probes, true)
+	}
+}
+
+func inPrefixes(a netip.Addr, ps []Prefix) bool {
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// inheritProbes fills the probe settings an uplink does not give from the
+// global probes block.
+func (v *validator) inheritProbes(path string, p *Probes) {
+	g := v.c.Probes
+	if !v.present(path + ".targets") {
+		p.Targets = g.Targets
+	}
+	if !v.present(path + ".interval") {
+		p.Interval = g.Interval
+	}
+	if !v.present(path + ".timeout") {
+		p.Timeout = g.Timeout
+	}
+	if !v.present(path + ".down_after") {
+		p.DownAfter = g.DownAfter
+	}
+	if !v.present(path + ".up_after") {
+		p.UpAfter = g.UpAfter
+	}
+}
+
+// validateProbes checks a probes block; with onlyGiven, only the settings
+// written in the file at path (the rest were inherited and checked once).
+func (v *validator) validateProbes(path string, p *Probes, onlyGiven bool) {
+	check := func(key string) bool { return !onlyGiven || v.present(path+"."+key) }
+	if check("targets") {
+		if len(p.Targets) == 0 {
+			v.errorf(path+".targets", "at least one target is required")
+		}
+		for i, a := range p.Targets {
+			v.unicast4(fmt.Sprintf("%s.targets[%d]", path, i), a.Addr)
+		}
+	}
+	if check("interval") {
+		v.durRange(path+".interval", p.Interval, 50*time.Millisecond, time.Minute)
+	}
+	if check("timeout") {
+		v.durRange(path+".timeout", p.Timeout, 10*time.Millisecond, 30*time.Second)
+	}
+	if check("down_after") {
+		v.intRange(path+".down_after", p.DownAfter, 1, 100)
+	}
+	if check("up_after") {
+		v.intRange(path+".up_after", p.UpAfter, 1, 100)
+	}
+}
+
+func (v *validator) validateRules() {
+	c := v.c
+	names := map[string]int{}
+	known := map[string]bool{}
+	for _, u := range c.Uplinks {
+		known[u.Name] = true
+	}
+	for i := range c.Rules {
+		r := &c.Rules[i]
+		p := fmt.Sprintf("rules[%d]", i)
+		if v.present(p + ".name") {
+			if !ruleName.MatchString(r.Name) {
+				v.errorf(p+".name", "want [A-Za-z0-9_.-]{1,32}, got %q", r.Name)
+			} else if j, dup := names[r.Name]; dup {
+				v.errorf(p+".name", "duplicate rule name %q (first at line %d)", r.Name, c.Rules[j].line)
+			} else {
+				names[r.Name] = i
+			}
+		}
+		for j, x := range r.Src {
+			v.prefix4(fmt.Sprintf("%s.src[%d]", p, j), x)
+		}
+		for j, x := range r.Dst {
+			v.prefix4(fmt.Sprintf("%s.dst[%d]", p, j), x)
+		}
+		if len(r.DstPorts) > 0 && r.Proto != 0 && r.Proto != Proto(policy.ProtoTCP) && r.Proto != Proto(policy.ProtoUDP) {
+			v.errorf(p+".dst_ports", "need proto tcp, udp or any, got %v", r.Proto)
+		}
+		if len(r.Uplinks) == 0 {
+			v.errorf(p+".uplinks", "at least one uplink is required")
+		}
+		seen := map[string]bool{}
+		for j, n := range r.Uplinks {
+			q := fmt.Sprintf("%s.uplinks[%d]", p, j)
+			switch {
+			case !known[n]:
+				v.errorf(q, "unknown uplink %q", n)
+			case seen[n]:
+				v.errorf(q, "uplink %q listed twice", n)
+			}
+			seen[n] = true
+		}
+	}
+}
+
+func (v *validator) validateControl() {
+	c := &v.c.Control
+	if !filepath.IsAbs(c.Socket) {
+		v.errorf("control.socket", "want an absolute path, got %q", c.Socket)
+	}
+	if c.Metrics.Port() == 0 {
+		v.errorf("control.metrics", "port must not be 0")
+	}
+}
+
+func (v *validator) validateDataplane() {
+	c := v.c
+	d := &c.Dataplane
+	v.ifname("dataplane.tun", d.TUN)
+	if d.TUN != "" && d.TUN == c.LAN.Interface {
+		v.errorf("dataplane.tun", "TUN device %s is the LAN interface", d.TUN)
+	}
+	v.intRange("dataplane.mtu", d.MTU, 576, 65535)
+	v.intRange("dataplane.workers", d.Workers, 0, 256)
+
+	// NAT ports: replies to them on uplink addresses are taken by the
+	// dataplane and dropped for the kernel, so they must stay clear of
+	// well-known ports and of wanflow's own listeners.
+	np := d.NATPorts
+	switch {
+	case np.Lo < 1024:
+		v.errorf("dataplane.nat_ports", "range %v includes well-known ports; want ports >= 1024", np)
+	case np.Len() < 1024:
+		v.errorf("dataplane.nat_ports", "range %v has %d ports; want at least 1024", np, np.Len())
+	case d.Workers > 0 && np.Len() < 64*d.Workers:
+		v.errorf("dataplane.nat_ports", "range %v has %d ports for %d workers; want at least 64 per worker", np, np.Len(), d.Workers)
+	}
+	listeners := map[string]uint16{"control.metrics": c.Control.Metrics.Port()}
+	if c.LAN.DNS != nil {
+		for i, a := range c.LAN.DNS.Listen {
+			listeners[fmt.Sprintf("lan.dns.listen[%d]", i)] = a.Port()
+		}
+	}
+	for _, path := range slices.Sorted(maps.Keys(listeners)) {
+		port := listeners[path]
+		switch {
+		case !np.Contains(port):
+		case v.present("dataplane.nat_ports"):
+			v.errorf("dataplane.nat_ports", "range %v includes port %d of %s", np, port, path)
+		default:
+			v.errorf(path, "port %d is in the NAT port range %v (dataplane.nat_ports)", port, np)
+		}
+	}
+
+	v.intRange("dataplane.flows.capacity", d.Flows.Capacity, 1024, 1<<26)
+	t := &d.Flows.Timeouts
+	for _, x := range []struct {
+		key  string
+		val  Duration
+		min  time.Duration
+		rule string
+	}{
+		{"udp", t.UDP, 2 * time.Minute, "RFC 4787 REQ-5"},
+		{"tcp_established", t.TCPEstablished, 2*time.Hour + 4*time.Minute, "RFC 5382 REQ-5"},
+		{"tcp_transitory", t.TCPTransitory, 4 * time.Minute, "RFC 5382 REQ-5"},
+		{"icmp", t.ICMP, 60 * time.Second, "RFC 5508 REQ-1"},
+	} {
+		p := "dataplane.flows.timeouts." + x.key
+		v.durRange(p, x.val, time.Second, 7*24*time.Hour)
+		if time.Duration(x.val) >= time.Second && time.Duration(x.val) < x.min {
+			v.warnf(p, "%v is below the %v that %s requires; flows idle longer will lose their mapping", x.val, x.min, x.rule)
+		}
+	}
+}
+
+func (v *validator) validateKernel() {
+	c := v.c
+	k := &c.Kernel
+	n := min(len(c.Uplinks), MaxUplinks) // more is reported once, under uplinks
+	const maxTable = 1<<32 - 1
+	if k.TableBase < 1 || k.TableBase > maxTable-1-MaxUplinks {
+		v.errorf("kernel.table_base", "must be 1..%d, got %d", maxTable-1-MaxUplinks, k.TableBase)
+	} else if last := k.UplinkTable(n - 1); k.TableBase <= 255 && last >= 253 {
+		// 253 default, 254 main, 255 local (rtnetlink.h).
+		v.errorf("kernel.table_base", "tables %d-%d include the kernel's tables 253-255 (default, main, local)", k.TableBase, last)
+	}
+	last := k.UplinkRulePriority(max(n-1, 0))
+	if k.RulePriority < 1 || last > 32765 {
+		// 0 is the local rule, 32766 main and 32767 default.
+		v.errorf("kernel.rule_priority", "rule priorities %d-%d must lie in 1..32765", k.RulePriority, last)
+	}
+	if owned := k.RulePriority + 309; k.RulePriority >= 1 && last <= 32765 && last > owned {
+		// The contract gives wanflow 310 priorities (7690-7999 by default);
+		// at a step of 10 they hold 20 uplinks.
+		v.warnf("uplinks", "%d uplinks need rule priorities up to %d, beyond wanflow's range %d-%d", n, last, k.RulePriority, owned)
+	}
+	if k.RouteProtocol < 5 || k.RouteProtocol > 255 {
+		v.errorf("kernel.route_protocol", "must be 5..255 (0..4 are the kernel's), got %d", k.RouteProtocol)
+	}
+	if !nftName.MatchString(k.NFTTable) {
+		v.errorf("kernel.nft_table", "want [A-Za-z_][A-Za-z0-9_-]{0,63}, got %q", k.NFTTable)
+	}
+}
+
+// itoa is strconv.Itoa, shorter in format strings.
+func itoa(i int) string { return strconv.Itoa(i) }

@@ -1,0 +1,293 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/vishvananda/netlink"
+	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/wanflow/wanflow/cmd/wanflow/config"
+	"github.com/wanflow/wanflow/dataplane"
+	"github.com/wanflow/wanflow/flowtable"
+	"github.com/wanflow/wanflow/lan/steer"
+	"github.com/wanflow/wanflow/uplinks"
+	"github.com/wanflow/wanflow/uplinks/nftguard"
+	"github.com/wanflow/wanflow/uplinks/policy"
+)
+
+// daemon wires the packages together: the TUN device, the LAN steering, the
+// uplink manager, wanflow's nftables table and the dataplane.
+type daemon struct {
+	cfg    *config.Config
+	log    *slog.Logger
+	h      *netlink.Handle
+	nft    *nftables.Conn
+	steer  *steer.Steering
+	mgr    *uplinks.Manager
+	engine *dataplane.Engine
+	ports  flowtable.PortRange
+
+	mu       sync.Mutex // serialises applyStatus
+	lastAddr []netip.Addr
+}
+
+func runDaemon(cfg *config.Config, log *slog.Logger) error {
+	d := &daemon{cfg: cfg, log: log}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	err := d.start(ctx)
+	if err == nil {
+		log.Info("wanflow running", "tun", cfg.Dataplane.TUN, "uplinks", len(cfg.Uplinks), "workers", d.engine.Workers())
+		<-ctx.Done()
+		log.Info("wanflow stopping")
+	}
+	if serr := d.stop(); serr != nil {
+		err = errors.Join(err, serr)
+	}
+	return err
+}
+
+func (d *daemon) start(ctx context.Context) error {
+	cfg := d.cfg
+	d.ports = flowtable.PortRange{Lo: cfg.Dataplane.NATPorts.Lo, Hi: cfg.Dataplane.NATPorts.Hi}
+	if err := checkEphemeralPorts(d.ports); err != nil {
+		return err
+	}
+	h, err := netlink.NewHandle()
+	if err != nil {
+		return fmt.Errorf("netlink: %w", err)
+	}
+	d.h = h
+	if d.nft, err = nftables.New(); err != nil {
+		return fmt.Errorf("nftables: %w", err)
+	}
+	routerAddr, err := lanAddress(h, cfg.LAN.Interface)
+	if err != nil {
+		return err
+	}
+
+	tunDev, err := tun.CreateTUN(cfg.Dataplane.TUN, cfg.Dataplane.MTU)
+	if err != nil {
+		return fmt.Errorf("create TUN %s: %w", cfg.Dataplane.TUN, err)
+	}
+	link, err := h.LinkByName(cfg.Dataplane.TUN)
+	if err == nil {
+		err = h.LinkSetUp(link)
+	}
+	if err != nil {
+		tunDev.Close()
+		return fmt.Errorf("bring up %s: %w", cfg.Dataplane.TUN, err)
+	}
+
+	fc := flowtable.Config{
+		Capacity: cfg.Dataplane.Flows.Capacity,
+		Ports:    d.ports,
+		Timeouts: flowtable.Timeouts{
+			UDP:            time.Duration(cfg.Dataplane.Flows.Timeouts.UDP),
+			TCPEstablished: time.Duration(cfg.Dataplane.Flows.Timeouts.TCPEstablished),
+			TCPTransitory:  time.Duration(cfg.Dataplane.Flows.Timeouts.TCPTransitory),
+			ICMP:           time.Duration(cfg.Dataplane.Flows.Timeouts.ICMP),
+		},
+	}
+	d.engine, err = dataplane.New(dataplane.Config{
+		TUN:        tunDev,
+		OpenUplink: dataplane.OpenUplinkSocket,
+		Workers:    cfg.Dataplane.Workers,
+		Flows:      fc,
+		RouterAddr: routerAddr,
+		Logger:     d.log,
+	})
+	if err != nil {
+		tunDev.Close()
+		return err
+	}
+
+	d.steer = steer.New(h, steer.Config{
+		LANInterface: cfg.LAN.Interface,
+		TUN:          cfg.Dataplane.TUN,
+		Table:        cfg.Kernel.TableBase,
+		Priority:     cfg.Kernel.RulePriority,
+		Protocol:     cfg.Kernel.RouteProtocol,
+	})
+	if err := d.steer.Apply(); err != nil {
+		return err
+	}
+
+	specs := make([]uplinks.Spec, len(cfg.Uplinks))
+	for i, u := range cfg.Uplinks {
+		specs[i] = uplinks.Spec{Index: i, Name: u.Name, Interface: u.Interface, Gateway: u.Gateway.Addr, MTU: u.MTU}
+	}
+	d.mgr = uplinks.NewManager(h, uplinks.Config{
+		Uplinks:   specs,
+		TableBase: cfg.Kernel.TableBase,
+		Priority:  cfg.Kernel.RulePriority,
+		Protocol:  cfg.Kernel.RouteProtocol,
+	}, d.log)
+	st, err := d.mgr.Reconcile()
+	if err != nil {
+		// Partial kernel state is retried on the next event; a missing
+		// uplink device is normal (ppp0 before it dials).
+		d.log.Warn("uplinks: reconcile", "err", err)
+	}
+	if err := d.applyStatus(st); err != nil {
+		return err
+	}
+	d.engine.Start()
+	go func() {
+		if err := d.mgr.Run(ctx, func(st []uplinks.Status) {
+			if err := d.applyStatus(st); err != nil {
+				d.log.Error("apply uplink state", "err", err)
+			}
+		}); err != nil && ctx.Err() == nil {
+			d.log.Error("uplink monitor stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// applyStatus publishes the uplinks' kernel state to the dataplane and
+// keeps wanflow's nftables table in step with the uplink addresses.
+func (d *daemon) applyStatus(st []uplinks.Status) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	pus := d.cfg.PolicyUplinks()
+	ups := make([]dataplane.Uplink, 0, len(st))
+	var addrs []netip.Addr
+	for _, s := range st {
+		if s.Index < 0 || s.Index >= len(pus) {
+			continue
+		}
+		pus[s.Index].Available = s.Available
+		mtu := s.MTU
+		if m := d.cfg.Uplinks[s.Index].MTU; m > 0 {
+			mtu = m
+		}
+		ups = append(ups, dataplane.Uplink{
+			Index: s.Index, Name: s.Name, Ifindex: s.Ifindex, Addr: s.Addr, MTU: mtu, Available: s.Available,
+		})
+		if s.Available && s.Addr.IsValid() {
+			addrs = append(addrs, s.Addr)
+		}
+		d.log.Debug("uplink", "name", s.Name, "interface", s.Interface, "addr", s.Addr, "carrier", s.Carrier, "available", s.Available)
+	}
+	pol, err := policy.New(pus, d.cfg.Balance.Affinity, d.cfg.PolicyRules())
+	if err != nil {
+		return err
+	}
+	if !equalAddrs(addrs, d.lastAddr) || d.lastAddr == nil {
+		if err := nftguard.Apply(d.nft, nftguard.Config{Table: d.cfg.Kernel.NFTTable, Ports: [2]uint16{d.ports.Lo, d.ports.Hi}}, addrs); err != nil {
+			return err
+		}
+		d.lastAddr = append([]netip.Addr{}, addrs...)
+	}
+	return d.engine.Update(ups, pol)
+}
+
+func equalAddrs(a, b []netip.Addr) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// stop removes everything start installed, in reverse order, and reports
+// every failure.
+func (d *daemon) stop() error {
+	var errs []error
+	if d.engine != nil {
+		errs = append(errs, d.engine.Close())
+		d.logStats()
+	}
+	if d.steer != nil {
+		errs = append(errs, d.steer.Remove())
+	}
+	if d.mgr != nil {
+		errs = append(errs, d.mgr.Remove())
+	}
+	if d.nft != nil {
+		errs = append(errs, nftguard.Remove(d.nft, d.cfg.Kernel.NFTTable))
+	}
+	if d.h != nil {
+		d.h.Close()
+	}
+	return errors.Join(errs...)
+}
+
+// lanAddress is the first IPv4 address of the LAN interface: the source of
+// the ICMP errors the router sends to LAN hosts.
+func lanAddress(h *netlink.Handle, name string) (netip.Addr, error) {
+	link, err := h.LinkByName(name)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("lan interface %s: %w", name, err)
+	}
+	addrs, err := h.AddrList(link, netlink.FAMILY_V4)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("lan interface %s: addresses: %w", name, err)
+	}
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP.To4()); ok {
+			return ip, nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("lan interface %s has no IPv4 address", name)
+}
+
+// checkEphemeralPorts refuses a NAT port range that overlaps the kernel's
+// ephemeral port range: the router's own connections (probes, DNS) would
+// then collide with NAT mappings, and wanflow's nftables rule would drop
+// their replies.
+func checkEphemeralPorts(r flowtable.PortRange) error {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return fmt.Errorf("read ip_local_port_range: %w", err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return fmt.Errorf("ip_local_port_range: unexpected %q", b)
+	}
+	lo, err1 := strconv.Atoi(f[0])
+	hi, err2 := strconv.Atoi(f[1])
+	if err1 != nil || err2 != nil {
+		return fmt.Errorf("ip_local_port_range: unexpected %q", b)
+	}
+	if int(r.Lo) <= hi && lo <= int(r.Hi) {
+		return fmt.Errorf("dataplane.nat_ports %d-%d overlaps the kernel's ephemeral ports %d-%d (net.ipv4.ip_local_port_range): choose a NAT range outside it", r.Lo, r.Hi, lo, hi)
+	}
+	return nil
+}
+
+// logStats logs the dataplane's non-zero counters and flow-table figures,
+// one line, at exit.
+func (d *daemon) logStats() {
+	st := d.engine.Stats()
+	attrs := []any{"flows", st.Flows}
+	for i, v := range st.Counters {
+		if v != 0 {
+			attrs = append(attrs, dataplane.Counter(i).String(), v)
+		}
+	}
+	for _, fs := range st.FlowStats {
+		attrs = append(attrs, fmt.Sprintf("worker%d", fs.Worker), fmt.Sprintf("created=%d expired=%d evicted=%d ports_exhausted=%d full=%d preserved=%d",
+			fs.Created, fs.Expired, fs.Evicted, fs.PortsExhausted, fs.Full, fs.PortsPreserved))
+	}
+	d.log.Info("dataplane counters", attrs...)
+}

@@ -1,0 +1,120 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/wanflow/wanflow/bench"
+	"github.com/wanflow/wanflow/bench/lab"
+	"github.com/wanflow/wanflow/bench/labrouter"
+)
+
+// labPrefix names the namespaces of the lab `wanflow lab up` builds.
+const labPrefix = "wflab-"
+
+func cmdLab(args []string) error {
+	if len(args) < 1 || (args[0] != "up" && args[0] != "down") {
+		return fmt.Errorf("usage: wanflow lab up [-uplinks N] | wanflow lab down")
+	}
+	if args[0] == "down" {
+		return lab.Cleanup(labPrefix)
+	}
+	fs := flag.NewFlagSet("lab up", flag.ContinueOnError)
+	n := fs.Int("uplinks", 3, "number of uplinks")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := lab.Cleanup(labPrefix); err != nil {
+		return err
+	}
+	l, err := lab.Up(ctx, lab.Config{Prefix: labPrefix, Uplinks: make([]lab.UplinkSpec, *n)})
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	if err := l.StartServers(ctx); err != nil {
+		return err
+	}
+	dir := filepath.Join(os.TempDir(), "wanflow-lab")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	cfg := filepath.Join(dir, "wanflow.yaml")
+	if err := os.WriteFile(cfg, []byte(labrouter.ConfigYAML(l, labrouter.Options{})), 0o600); err != nil {
+		return err
+	}
+	fmt.Printf("lab is up (namespaces %s*). A config for its router is in %s. Try:\n", labPrefix, cfg)
+	fmt.Printf("  sudo ip netns exec %s wanflow run -c %s\n", l.Router.Name, cfg)
+	fmt.Printf("  sudo ip netns exec %s ping %v\n", l.Hosts[0].Name, l.Servers[0])
+	fmt.Printf("echo servers (TCP/UDP %d and %d) answer with the address they saw. Ctrl-C removes the lab.\n", lab.EchoPort, lab.AltEchoPort)
+	<-ctx.Done()
+	return nil
+}
+
+func cmdDemo(args []string) error {
+	bin, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return bench.Demo(ctx, bin, os.Stdout)
+}
+
+func cmdBench(args []string) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print results as JSON")
+	dur := fs.Duration("duration", 5*time.Second, "length of each measurement")
+	gro := fs.Bool("gro", true, "GRO on the lab's uplink veths")
+	out := fs.String("out", "", "directory to write results.json to")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	bin, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	fmt.Fprintln(os.Stderr, "throughput: LAN host → internet server, kernel forwarding + masquerade vs wanflow, same lab")
+	res, err := bench.Throughput(ctx, bin, bench.ThroughputOptions{Duration: *dur, GRO: *gro}, os.Stderr)
+	if err != nil {
+		return err
+	}
+	if *out != "" {
+		if err := os.MkdirAll(*out, 0o755); err != nil {
+			return err
+		}
+		b, _ := json.MarshalIndent(res, "", "  ")
+		if err := os.WriteFile(filepath.Join(*out, "throughput.json"), append(b, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
+	if *asJSON {
+		b, _ := json.MarshalIndent(res, "", "  ")
+		fmt.Println(string(b))
+		return nil
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "router\tTCP 1 stream Gbit/s\tTCP 8 streams Gbit/s\tUDP 64 B kpps\tUDP loss\t")
+	for _, r := range res {
+		fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%.0f\t%.1f%%\t\n", r.Router, r.TCP1Gbps, r.TCP8Gbps, r.UDPkpps, 100*r.UDPLoss)
+	}
+	if len(res) == 2 && res[0].TCP1Gbps > 0 {
+		k, w := res[0], res[1]
+		fmt.Fprintf(tw, "wanflow/kernel\t%.2f×\t%.2f×\t%.2f×\t\t\n", w.TCP1Gbps/k.TCP1Gbps, w.TCP8Gbps/k.TCP8Gbps, w.UDPkpps/k.UDPkpps)
+	}
+	return tw.Flush()
+}

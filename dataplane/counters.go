@@ -1,0 +1,120 @@
+package dataplane
+
+import "sync/atomic"
+
+// Counter identifies one dataplane counter. Names follow
+// <package>_<direction>_<what>.
+type Counter int
+
+// The dataplane's counters. "out" is LAN → internet, "in" internet → LAN.
+const (
+	OutPackets Counter = iota
+	OutBytes
+	OutFlowsCreated
+	OutDropInvalid
+	OutDropUnsupported
+	OutDropNoUplink
+	OutDropPortsExhausted
+	OutDropTableFull
+	OutDropQueueFull
+	OutDropNoBuffer
+	OutDropSendError
+	OutDropNoFlowICMPError
+	OutICMPFragNeeded
+	OutICMPTimeExceeded
+	OutICMPUnreachable
+	OutFragmented
+	OutReassembled
+	OutMSSClamped
+	OutResetStale
+	OutRepinned
+	OutReadError
+	InPackets
+	InBytes
+	InDropInvalid
+	InDropNoFlow
+	InDropQueueFull
+	InDropNoBuffer
+	InDropWriteError
+	InDropGSO
+	InGSOSplit
+	InReassembled
+	InICMPErrorTranslated
+	InMSSClamped
+	numCounters
+)
+
+var counterNames = [numCounters]string{
+	OutPackets:             "dataplane_out_packets",
+	OutBytes:               "dataplane_out_bytes",
+	OutFlowsCreated:        "dataplane_out_flows_created",
+	OutDropInvalid:         "dataplane_out_drop_invalid",
+	OutDropUnsupported:     "dataplane_out_drop_unsupported_protocol",
+	OutDropNoUplink:        "dataplane_out_drop_no_uplink",
+	OutDropPortsExhausted:  "dataplane_out_drop_ports_exhausted",
+	OutDropTableFull:       "dataplane_out_drop_table_full",
+	OutDropQueueFull:       "dataplane_out_drop_queue_full",
+	OutDropNoBuffer:        "dataplane_out_drop_no_buffer",
+	OutDropSendError:       "dataplane_out_drop_send_error",
+	OutDropNoFlowICMPError: "dataplane_out_drop_icmp_error_no_flow",
+	OutICMPFragNeeded:      "dataplane_out_icmp_frag_needed",
+	OutICMPTimeExceeded:    "dataplane_out_icmp_time_exceeded",
+	OutICMPUnreachable:     "dataplane_out_icmp_unreachable",
+	OutFragmented:          "dataplane_out_fragmented",
+	OutReassembled:         "dataplane_out_reassembled",
+	OutMSSClamped:          "dataplane_out_mss_clamped",
+	OutResetStale:          "dataplane_out_reset_stale_flow",
+	OutRepinned:            "dataplane_out_repinned",
+	OutReadError:           "dataplane_out_read_errors",
+	InPackets:              "dataplane_in_packets",
+	InBytes:                "dataplane_in_bytes",
+	InDropInvalid:          "dataplane_in_drop_invalid",
+	InDropNoFlow:           "dataplane_in_drop_no_flow",
+	InDropQueueFull:        "dataplane_in_drop_queue_full",
+	InDropNoBuffer:         "dataplane_in_drop_no_buffer",
+	InDropWriteError:       "dataplane_in_drop_write_error",
+	InDropGSO:              "dataplane_in_drop_bad_gso",
+	InGSOSplit:             "dataplane_in_gso_split",
+	InReassembled:          "dataplane_in_reassembled",
+	InICMPErrorTranslated:  "dataplane_in_icmp_error_translated",
+	InMSSClamped:           "dataplane_in_mss_clamped",
+}
+
+// String returns the counter's metric-style name.
+func (c Counter) String() string {
+	if c < 0 || c >= numCounters {
+		return "dataplane_unknown"
+	}
+	return counterNames[c]
+}
+
+// counters is one goroutine's set of counters. Only its owner writes; anyone
+// may read. The padding keeps two goroutines' sets off one cache line.
+type counters struct {
+	_ [64]byte
+	v [numCounters]atomic.Uint64
+	_ [64]byte
+}
+
+func (c *counters) inc(k Counter)           { c.v[k].Add(1) }
+func (c *counters) add(k Counter, n uint64) { c.v[k].Add(n) }
+func (c *counters) get(k Counter) uint64    { return c.v[k].Load() }
+
+// Stats is a point-in-time copy of the dataplane's counters.
+type Stats struct {
+	Counters  [numCounters]uint64
+	Flows     int // flows in all shards
+	FlowStats []FlowShardStats
+}
+
+// Get returns one counter's value.
+func (s Stats) Get(c Counter) uint64 { return s.Counters[c] }
+
+// Map returns every counter by name, for metrics and logs.
+func (s *Stats) Map() map[string]uint64 {
+	m := make(map[string]uint64, numCounters)
+	for i := range s.Counters {
+		m[Counter(i).String()] = s.Counters[i]
+	}
+	return m
+}

@@ -1,0 +1,298 @@
+//go:build linux
+
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"unsafe"
+
+	"github.com/mdlayher/packet"
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+
+	wfpacket "github.com/wanflow/wanflow/dataplane/packet"
+	"github.com/wanflow/wanflow/flowtable"
+)
+
+// mmsghdr is struct mmsghdr of sendmmsg(2)/recvmmsg(2); Go's struct layout
+// adds the same tail padding as C on every GOARCH.
+type mmsghdr struct {
+	hdr unix.Msghdr
+	len uint32
+}
+
+// socketIO is an uplink's real I/O: an AF_PACKET socket (mdlayher/packet)
+// bound to the uplink's device with a BPF filter for replies to its address
+// on NAT ports (plus ICMP and fragments), with PACKET_VNET_HDR so GRO
+// super-packets and checksum-offloaded packets arrive with their metadata;
+// and a raw IPv4 socket (IPPROTO_RAW, so the packets carry their own
+// header) bound to the uplink's address and device, so the kernel routes
+// what wanflow sends through the uplink's own table ("from <addr> lookup
+// <table>") and resolves its next hop — Ethernet or PPP alike.
+type socketIO struct {
+	rx    *packet.Conn
+	rxRaw syscall.RawConn
+	txFD  int
+	// llen is the link-layer header length in front of each received
+	// packet: 14 on Ethernet, 0 on layer-3 devices (PPP, TUN). A
+	// PACKET_VNET_HDR socket must be SOCK_RAW, so the header comes along.
+	llen int
+
+	rmu   sync.Mutex // ReadBatch has one caller; the mutex guards the scratch below anyway
+	rhdrs []mmsghdr
+	riov  []unix.Iovec
+	rn    int
+	rerr  syscall.Errno
+	rfn   func(fd uintptr) bool
+
+	wmu   sync.Mutex // WriteBatch is called by several workers
+	whdrs []mmsghdr
+	wiov  []unix.Iovec
+	wname []unix.RawSockaddrInet4
+
+	closeOnce sync.Once
+}
+
+// OpenUplinkSocket opens the real I/O of uplink u. It needs CAP_NET_RAW.
+func OpenUplinkSocket(u Uplink, ports flowtable.PortRange) (UplinkIO, error) {
+	if !u.Addr.Is4() {
+		return nil, fmt.Errorf("uplink %s: address %v is not IPv4", u.Name, u.Addr)
+	}
+	ifi, err := net.InterfaceByIndex(u.Ifindex)
+	if err != nil {
+		return nil, fmt.Errorf("uplink %s: interface %d: %w", u.Name, u.Ifindex, err)
+	}
+	llen := 0
+	if len(ifi.HardwareAddr) == 6 {
+		llen = 14 // Ethernet
+	}
+	filter, err := replyFilter(u.Addr.As4(), ports, uint32(llen))
+	if err != nil {
+		return nil, fmt.Errorf("uplink %s: bpf: %w", u.Name, err)
+	}
+	rx, err := packet.Listen(ifi, packet.Raw, unix.ETH_P_IP, &packet.Config{Filter: filter})
+	if err != nil {
+		return nil, fmt.Errorf("uplink %s: packet socket on %s: %w", u.Name, ifi.Name, err)
+	}
+	s := &socketIO{rx: rx, txFD: -1, llen: llen}
+	if s.rxRaw, err = rx.SyscallConn(); err != nil {
+		rx.Close()
+		return nil, fmt.Errorf("uplink %s: %w", u.Name, err)
+	}
+	var serr error
+	err = s.rxRaw.Control(func(fd uintptr) {
+		if serr = unix.SetsockoptInt(int(fd), unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); serr != nil {
+			return
+		}
+		// A larger receive buffer rides out bursts while the workers are
+		// busy; SO_RCVBUFFORCE needs CAP_NET_ADMIN, fall back silently.
+		if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20) != nil {
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 8<<20)
+		}
+	})
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		rx.Close()
+		return nil, fmt.Errorf("uplink %s: PACKET_VNET_HDR: %w", u.Name, err)
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
+	if err != nil {
+		rx.Close()
+		return nil, fmt.Errorf("uplink %s: raw socket: %w", u.Name, err)
+	}
+	s.txFD = fd
+	fail := func(what string, err error) (UplinkIO, error) {
+		s.Close()
+		return nil, fmt.Errorf("uplink %s: raw socket %s: %w", u.Name, what, err)
+	}
+	if err := unix.SetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, ifi.Name); err != nil {
+		return fail("bind to device "+ifi.Name, err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: u.Addr.As4()}); err != nil {
+		return fail("bind to "+u.Addr.String(), err)
+	}
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 8<<20) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 8<<20)
+	}
+	// Nothing is ever read from the raw socket.
+	_ = unix.Shutdown(fd, unix.SHUT_RD)
+	s.rhdrs = make([]mmsghdr, batchSize)
+	s.riov = make([]unix.Iovec, batchSize)
+	s.whdrs = make([]mmsghdr, 2*batchSize)
+	s.wiov = make([]unix.Iovec, 2*batchSize)
+	s.wname = make([]unix.RawSockaddrInet4, 2*batchSize)
+	s.rfn = s.recvmmsg
+	return s, nil
+}
+
+// replyFilter accepts IPv4 packets to addr that are ICMP, non-first
+// fragments, or TCP/UDP to a port in ports. The IPv4 header starts at
+// offset l: a SOCK_RAW packet socket runs its filter on the frame,
+// link-layer header included.
+func replyFilter(addr [4]byte, ports flowtable.PortRange, l uint32) ([]bpf.RawInstruction, error) {
+	a := uint32(addr[0])<<24 | uint32(addr[1])<<16 | uint32(addr[2])<<8 | uint32(addr[3])
+	const accept, reject = 262144, 0
+	prog := []bpf.Instruction{
+		/* 0 */ bpf.LoadAbsolute{Off: l, Size: 1},
+		/* 1 */ bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0xf0},
+		/* 2 */ bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: 0x40, SkipTrue: 12},
+		/* 3 */ bpf.LoadAbsolute{Off: l + 16, Size: 4},
+		/* 4 */ bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: a, SkipTrue: 10},
+		/* 5 */ bpf.LoadAbsolute{Off: l + 9, Size: 1},
+		/* 6 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.IPPROTO_ICMP, SkipTrue: 9},
+		/* 7 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.IPPROTO_TCP, SkipTrue: 1},
+		/* 8 */ bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: unix.IPPROTO_UDP, SkipTrue: 6},
+		/* 9 */ bpf.LoadAbsolute{Off: l + 6, Size: 2},
+		/* 10 */ bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: 0x1fff, SkipTrue: 5},
+		/* 11 */ bpf.LoadMemShift{Off: l},
+		/* 12 */ bpf.LoadIndirect{Off: l + 2, Size: 2},
+		/* 13 */ bpf.JumpIf{Cond: bpf.JumpLessThan, Val: uint32(ports.Lo), SkipTrue: 1},
+		/* 14 */ bpf.JumpIf{Cond: bpf.JumpLessOrEqual, Val: uint32(ports.Hi), SkipTrue: 1},
+		/* 15 */ bpf.RetConstant{Val: reject},
+		/* 16 */ bpf.RetConstant{Val: accept},
+	}
+	return bpf.Assemble(prog)
+}
+
+func (s *socketIO) recvmmsg(fd uintptr) bool {
+	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.rhdrs[0])), uintptr(s.rn), unix.MSG_DONTWAIT, 0, 0)
+	if errno == unix.EAGAIN || errno == unix.EINTR {
+		return false
+	}
+	s.rerr = errno
+	s.rn = int(n)
+	if errno != 0 {
+		s.rn = 0
+	}
+	return true
+}
+
+// ReadBatch implements UplinkIO.
+func (s *socketIO) ReadBatch(bufs [][]byte, sizes []int, offset int) (int, error) {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	n := len(bufs)
+	if n > len(s.rhdrs) {
+		n = len(s.rhdrs)
+	}
+	front := wfpacket.VirtioNetHdrLen + s.llen
+	if offset < front {
+		return 0, errors.New("dataplane: read offset leaves no room for the virtio-net and link-layer headers")
+	}
+	for i := 0; i < n; i++ {
+		b := bufs[i][offset-front:]
+		s.riov[i].Base = &b[0]
+		s.riov[i].SetLen(len(b))
+		s.rhdrs[i] = mmsghdr{}
+		s.rhdrs[i].hdr.Iov = &s.riov[i]
+		s.rhdrs[i].hdr.SetIovlen(1)
+	}
+	s.rn = n
+	if err := s.rxRaw.Read(s.rfn); err != nil {
+		return 0, err
+	}
+	if s.rerr != 0 {
+		return 0, os.NewSyscallError("recvmmsg", s.rerr)
+	}
+	got := 0
+	var h wfpacket.VirtioNetHdr
+	for i := 0; i < s.rn; i++ {
+		l := int(s.rhdrs[i].len) - front
+		if l <= 0 {
+			continue
+		}
+		b := bufs[i]
+		if s.llen > 0 {
+			// Move the virtio-net header over the link-layer header, next
+			// to the IPv4 packet, with its checksum start made relative
+			// to the IPv4 header.
+			if !h.Decode(b[offset-front:]) {
+				continue
+			}
+			if h.CsumStart >= uint16(s.llen) {
+				h.CsumStart -= uint16(s.llen)
+			}
+			h.Encode(b[offset-wfpacket.VirtioNetHdrLen:])
+		}
+		if got != i {
+			bufs[got], bufs[i] = bufs[i], bufs[got]
+		}
+		sizes[got] = l
+		got++
+	}
+	return got, nil
+}
+
+// WriteBatch implements UplinkIO: one sendmmsg per call (and one more after
+// each packet the kernel refuses, which is skipped).
+func (s *socketIO) WriteBatch(bufs [][]byte, offset int) (int, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	sent := 0
+	var firstErr error
+	for len(bufs) > 0 {
+		n := len(bufs)
+		if n > len(s.whdrs) {
+			n = len(s.whdrs)
+		}
+		for i := 0; i < n; i++ {
+			b := bufs[i][offset:]
+			s.wname[i] = unix.RawSockaddrInet4{Family: unix.AF_INET}
+			if len(b) >= 20 {
+				copy(s.wname[i].Addr[:], b[16:20])
+			}
+			s.wiov[i].Base = &b[0]
+			s.wiov[i].SetLen(len(b))
+			s.whdrs[i] = mmsghdr{}
+			s.whdrs[i].hdr.Name = (*byte)(unsafe.Pointer(&s.wname[i]))
+			s.whdrs[i].hdr.Namelen = unix.SizeofSockaddrInet4
+			s.whdrs[i].hdr.Iov = &s.wiov[i]
+			s.whdrs[i].hdr.SetIovlen(1)
+		}
+		done := 0
+		for done < n {
+			r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(s.txFD), uintptr(unsafe.Pointer(&s.whdrs[done])), uintptr(n-done), 0, 0, 0)
+			if errno == unix.EINTR {
+				continue
+			}
+			if errno != 0 {
+				if errno == unix.EBADF {
+					return sent, os.ErrClosed
+				}
+				if firstErr == nil {
+					firstErr = os.NewSyscallError("sendmmsg", errno)
+				}
+				// The first unsent packet was refused (no route, too big,
+				// queue full): skip it and go on with the rest.
+				done++
+				continue
+			}
+			done += int(r)
+			sent += int(r)
+		}
+		bufs = bufs[n:]
+	}
+	return sent, firstErr
+}
+
+// Close implements UplinkIO.
+func (s *socketIO) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		err = s.rx.Close()
+		if s.txFD >= 0 {
+			s.wmu.Lock()
+			unix.Close(s.txFD)
+			s.txFD = -1
+			s.wmu.Unlock()
+		}
+	})
+	return err
+}
