@@ -18,7 +18,14 @@
 // connected routes, but no default route and no NAT: wanflow (or
 // KernelBaseline) provides those. Nothing is ever created in, or changed in,
 // the namespace of the calling process: every link is created by a netlink
-// socket that lives in one of the lab's namespaces.
+// socket that lives in one of the lab's namespaces, and sysctls are written
+// from threads inside the lab's namespaces.
+//
+// Some parts of a lab live in this process and end with it: TUN-based L3
+// uplinks (used when the kernel has no ipip), per-uplink delays (a TUN
+// detour inside the ISP namespace, no netem needed) and the servers. A lab
+// built without them (veth and LAN-segment uplinks, ipip, no delay) keeps
+// forwarding after the process exits, until Cleanup.
 //
 // Concurrency: a Lab's methods are safe for concurrent use. Up starts the
 // goroutines that pump packets through TUN-based L3 uplinks; StartServers

@@ -91,7 +91,6 @@ func FuzzDecode(f *testing.F) {
 	for _, s := range seedPackets() {
 		f.Add(s)
 	}
-	const guard = 32
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fuzzPacket(t, data)
 		// Random bytes rarely carry valid checksums; repair them so that the
@@ -134,10 +133,13 @@ func repair(b []byte) []byte {
 	return b
 }
 
+// guard is the number of bytes after each fuzzed packet that the rewrites
+// must leave untouched.
+const guard = 32
+
 // fuzzPacket decodes data, translates it in every way and checks the
 // invariants.
 func fuzzPacket(t *testing.T, data []byte) {
-	const guard = 32
 	{
 		var p Parsed
 		p.Decode(data)

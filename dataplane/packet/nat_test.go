@@ -80,7 +80,6 @@ func TestNATGolden(t *testing.T) {
 // packet built from scratch with gVisor's encoders.
 func TestRewriteMatchesScratch(t *testing.T) {
 	payload := []byte("an odd-length payload!")
-	type pair struct{ before, after []byte }
 	tests := []struct {
 		name string
 		kind Kind

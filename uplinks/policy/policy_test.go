@@ -40,13 +40,6 @@ func randomFlows(n int, seed uint64) []Flow {
 	return fs
 }
 
-func names(p *Policy) []string {
-	var ns []string
-	for _, u := range p.Uplinks() {
-		ns = append(ns, u.Name)
-	}
-	return ns
-}
 
 // choice returns the chosen uplink's name, "" for none.
 func choice(p *Policy, f Flow) string {
