@@ -29,6 +29,7 @@ type sinkUplink struct{ n int }
 
 func (s *sinkUplink) ReadBatch([][]byte, []int, int) (int, error) { select {} }
 func (s *sinkUplink) WriteBatch(b [][]byte, _ int) (int, error)   { s.n += len(b); return len(b), nil }
+func (s *sinkUplink) WriteFrames(b [][]byte) (int, error)         { s.n += len(b); return len(b), nil }
 func (s *sinkUplink) Close() error                                { return nil }
 
 // hotPath is one worker of an engine that is not started: tests drive

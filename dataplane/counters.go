@@ -29,6 +29,9 @@ const (
 	OutResetStale
 	OutRepinned
 	OutReadError
+	OutGSOFrames
+	OutGSOSplit
+	InGSOFrames
 	InPackets
 	InBytes
 	InDropInvalid
@@ -66,6 +69,9 @@ var counterNames = [numCounters]string{
 	OutResetStale:          "dataplane_out_reset_stale_flow",
 	OutRepinned:            "dataplane_out_repinned",
 	OutReadError:           "dataplane_out_read_errors",
+	OutGSOFrames:           "dataplane_out_gso_frames",
+	OutGSOSplit:            "dataplane_out_gso_split",
+	InGSOFrames:            "dataplane_in_gso_frames",
 	InPackets:              "dataplane_in_packets",
 	InBytes:                "dataplane_in_bytes",
 	InDropInvalid:          "dataplane_in_drop_invalid",

@@ -25,7 +25,11 @@ type dispatcher struct {
 	nobuf   Counter
 	reasm   *packet.Reassembler
 	reassem Counter
+	badGSO  Counter
 	p       packet.Parsed
+	// scratch for segmenting super-packets the workers cannot take whole
+	segs     [64][]byte
+	segSizes [64]int
 }
 
 func (e *Engine) newDispatcher(uplink int, c *counters) *dispatcher {
@@ -37,11 +41,61 @@ func (e *Engine) newDispatcher(uplink int, c *counters) *dispatcher {
 		reasm:   packet.NewReassembler(reassemblyDatagrams, 65535, reassemblyTimeout),
 	}
 	if uplink < 0 {
-		d.full, d.nobuf, d.reassem = OutDropQueueFull, OutDropNoBuffer, OutReassembled
+		d.full, d.nobuf, d.reassem, d.badGSO = OutDropQueueFull, OutDropNoBuffer, OutReassembled, OutDropInvalid
 	} else {
-		d.full, d.nobuf, d.reassem = InDropQueueFull, InDropNoBuffer, InReassembled
+		d.full, d.nobuf, d.reassem, d.badGSO = InDropQueueFull, InDropNoBuffer, InReassembled, InDropGSO
 	}
 	return d
+}
+
+// addFrame is add for a packet with its virtio-net header in front: a
+// packet whose checksum was left to offload is completed; a TCP super-packet
+// goes on whole (its worker NATs it whole); any other super-packet is
+// segmented here into fresh buffers.
+func (d *dispatcher) addFrame(buf []byte, n int, now int64) {
+	hb := buf[headroom-packet.VirtioNetHdrLen : headroom]
+	if isPlain(hb) {
+		d.add(buf, n, now)
+		return
+	}
+	var h packet.VirtioNetHdr
+	h.Decode(hb)
+	pkt := buf[headroom : headroom+n]
+	switch {
+	case h.GSOType == packet.VirtioNetHdrGSONone:
+		if !packet.CompleteChecksum(pkt, h) {
+			d.count.inc(d.badGSO)
+			d.e.bufs.Put(buf)
+			return
+		}
+		clear(hb)
+		d.add(buf, n, now)
+		return
+	case h.GSOType&^packet.VirtioNetHdrGSOECN == packet.VirtioNetHdrGSOTCPv4 && h.GSOSize > 0:
+		d.add(buf, n, now)
+		return
+	}
+	k := 0
+	for ; k < len(d.segs); k++ {
+		if d.segs[k] = d.e.bufs.Get(); d.segs[k] == nil {
+			break
+		}
+	}
+	ns, ok := packet.GSOSplit(pkt, h, d.segs[:k], d.segSizes[:k], headroom)
+	d.e.bufs.Put(buf)
+	if !ok {
+		ns = 0
+		d.count.inc(d.badGSO)
+	}
+	for j := 0; j < k; j++ {
+		if j < ns {
+			clear(d.segs[j][headroom-packet.VirtioNetHdrLen : headroom])
+			d.add(d.segs[j], d.segSizes[j], now)
+		} else {
+			d.e.bufs.Put(d.segs[j])
+		}
+		d.segs[j] = nil
+	}
 }
 
 // add hands the packet of size n in buf to its worker's pending batch and
@@ -177,7 +231,7 @@ func (e *Engine) routineTUNRead(ctx context.Context) {
 		got, err := e.tunDev.Read(bufs, sizes, headroom)
 		now := nanotime()
 		for i := 0; i < got; i++ {
-			d.add(bufs[i], sizes[i], now)
+			d.addFrame(bufs[i], sizes[i], now)
 			bufs[i] = nil
 		}
 		d.flush()
@@ -204,9 +258,6 @@ func (e *Engine) routineUplinkRx(ctx context.Context, p *uplinkPort) {
 	sizes := make([]int, batchSize)
 	c := &e.rxCount[p.index]
 	d := e.newDispatcher(p.index, c)
-	var segs [64][]byte
-	var segSizes [64]int
-	var hdr packet.VirtioNetHdr
 	lastExpire := nanotime()
 	for {
 		for i := range bufs {
@@ -220,42 +271,8 @@ func (e *Engine) routineUplinkRx(ctx context.Context, p *uplinkPort) {
 		got, err := p.io.ReadBatch(bufs, sizes, headroom)
 		now := nanotime()
 		for i := 0; i < got; i++ {
-			buf := bufs[i]
+			d.addFrame(bufs[i], sizes[i], now)
 			bufs[i] = nil
-			if !hdr.Decode(buf[headroom-packet.VirtioNetHdrLen : headroom]) {
-				c.inc(InDropGSO)
-				e.bufs.Put(buf)
-				continue
-			}
-			if hdr.GSOType == packet.VirtioNetHdrGSONone && hdr.Flags&packet.VirtioNetHdrFNeedsCsum == 0 {
-				d.add(buf, sizes[i], now)
-				continue
-			}
-			// A GRO super-packet or a packet whose checksum the sender left
-			// to offload: segment it (or complete its checksum) into fresh
-			// buffers.
-			k := 0
-			for ; k < len(segs); k++ {
-				if segs[k] = e.bufs.Get(); segs[k] == nil {
-					break
-				}
-			}
-			ns, ok := packet.GSOSplit(buf[headroom:headroom+sizes[i]], hdr, segs[:k], segSizes[:k], headroom)
-			e.bufs.Put(buf)
-			if !ok {
-				ns = 0
-				c.inc(InDropGSO)
-			} else if hdr.GSOType != packet.VirtioNetHdrGSONone {
-				c.inc(InGSOSplit)
-			}
-			for j := 0; j < k; j++ {
-				if j < ns {
-					d.add(segs[j], segSizes[j], now)
-				} else {
-					e.bufs.Put(segs[j])
-				}
-				segs[j] = nil
-			}
 		}
 		d.flush()
 		if now-lastExpire > int64(time.Second) {

@@ -11,8 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.zx2c4.com/wireguard/tun"
-
 	"github.com/wanflow/wanflow/flowtable"
 	"github.com/wanflow/wanflow/uplinks/policy"
 )
@@ -25,6 +23,13 @@ type Uplink struct {
 	Addr      netip.Addr // the uplink's IPv4 address: the NAT address of its flows
 	MTU       int        // largest IPv4 packet the uplink carries
 	Available bool       // the uplink may carry new flows
+	// LinkHeader is the link-layer header that takes a packet to the
+	// uplink's next hop (Ethernet: the gateway's MAC, the device's MAC,
+	// type IPv4), empty but not nil on a layer-3 device (PPP, TUN), nil
+	// while unknown. With it the dataplane sends TCP super-packets whole
+	// through the uplink's packet socket; without it, segment by segment
+	// through the raw socket (which resolves the next hop itself).
+	LinkHeader []byte
 }
 
 // UplinkIO is one uplink's packet I/O: replies come in through ReadBatch,
@@ -41,9 +46,15 @@ type UplinkIO interface {
 	// checksum or segmentation work), and sizes[i] with the IPv4 length. It
 	// blocks until at least one packet arrives.
 	ReadBatch(bufs [][]byte, sizes []int, offset int) (int, error)
-	// WriteBatch sends the IPv4 packets bufs[i][offset:] out of the uplink.
-	// It returns how many were sent.
+	// WriteBatch sends the IPv4 packets bufs[i][offset:] out of the uplink,
+	// letting the kernel route them and resolve the next hop. It returns
+	// how many were sent.
 	WriteBatch(bufs [][]byte, offset int) (int, error)
+	// WriteFrames sends complete frames as they are: a virtio-net header
+	// (packet.VirtioNetHdrLen bytes, offsets relative to the frame's link
+	// header), the uplink's link-layer header (Uplink.LinkHeader), an IPv4
+	// packet — typically a TCP super-packet the device or kernel segments.
+	WriteFrames(frames [][]byte) (int, error)
 	Close() error
 }
 
@@ -53,7 +64,7 @@ type OpenUplinkFunc func(u Uplink, ports flowtable.PortRange) (UplinkIO, error)
 
 // Config configures an Engine.
 type Config struct {
-	TUN        tun.Device     // the LAN side; the engine owns it from New on and Close closes it
+	TUN        LANIO          // the LAN side; the engine owns it from New on and Close closes it
 	OpenUplink OpenUplinkFunc // opens uplink I/O when an uplink gains an address
 	Workers    int            // flow-table shards and worker goroutines; 0 = GOMAXPROCS
 	Flows      flowtable.Config
@@ -76,7 +87,8 @@ type Config struct {
 type Engine struct {
 	cfg     Config
 	log     *slog.Logger
-	tunDev  tun.Device
+	tunDev  LANIO
+	gsoLAN  bool // the LAN device takes super-packets
 	workers []*worker
 	bufs    *bufPool
 	batches *batchPool
@@ -106,6 +118,9 @@ type uplinkState struct {
 	addr4 [4]byte
 	mss   uint16 // MTU - 40: the TCP MSS that fits the uplink
 	port  *uplinkPort
+	// gso: super-packets can be sent whole, with linkHdr in front.
+	gso     bool
+	linkHdr []byte
 }
 
 // uplinkPort is an open UplinkIO plus what it was opened for.
@@ -130,6 +145,15 @@ func (p *uplinkPort) write(bufs [][]byte) (int, error) {
 		return 0, errPortClosed
 	}
 	return p.io.WriteBatch(bufs, headroom)
+}
+
+func (p *uplinkPort) writeFrames(frames [][]byte) (int, error) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		return 0, errPortClosed
+	}
+	return p.io.WriteFrames(frames)
 }
 
 func (p *uplinkPort) close() {
@@ -202,6 +226,9 @@ func New(cfg Config) (*Engine, error) {
 		}
 		e.workers = append(e.workers, newWorker(e, i, ft))
 	}
+	if g, ok := cfg.TUN.(interface{ CanGSO() bool }); ok {
+		e.gsoLAN = g.CanGSO()
+	}
 	e.snap.Store(&snapshot{})
 	return e, nil
 }
@@ -256,6 +283,9 @@ func (e *Engine) Update(uplinks []Uplink, pol *policy.Policy) error {
 			st.MTU = 576
 		}
 		st.mss = uint16(st.MTU - 40)
+		if u.LinkHeader != nil && len(u.LinkHeader) <= headroom-packetVirtioLen {
+			st.gso, st.linkHdr = true, append([]byte{}, u.LinkHeader...)
+		}
 		if u.Addr.Is4() && u.Ifindex > 0 {
 			st.addr4 = u.Addr.As4()
 			want[u.Index] = true

@@ -5,6 +5,9 @@ import (
 	"sync/atomic"
 )
 
+// packetVirtioLen is packet.VirtioNetHdrLen.
+const packetVirtioLen = 10
+
 const (
 	// headroom is the space left in front of every packet in a buffer: the
 	// tun package writes the virtio-net header there, and uplink sockets

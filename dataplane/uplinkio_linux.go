@@ -55,6 +55,14 @@ type socketIO struct {
 	wiov  []unix.Iovec
 	wname []unix.RawSockaddrInet4
 
+	// The frame socket: AF_PACKET, SOCK_RAW, protocol 0 (it receives
+	// nothing), PACKET_VNET_HDR, for super-packets sent whole.
+	fmu   sync.Mutex
+	fFD   int
+	fll   unix.RawSockaddrLinklayer
+	fhdrs []mmsghdr
+	fiov  []unix.Iovec
+
 	closeOnce sync.Once
 }
 
@@ -79,7 +87,7 @@ func OpenUplinkSocket(u Uplink, ports flowtable.PortRange) (UplinkIO, error) {
 	if err != nil {
 		return nil, fmt.Errorf("uplink %s: packet socket on %s: %w", u.Name, ifi.Name, err)
 	}
-	s := &socketIO{rx: rx, txFD: -1, llen: llen}
+	s := &socketIO{rx: rx, txFD: -1, fFD: -1, llen: llen}
 	if s.rxRaw, err = rx.SyscallConn(); err != nil {
 		rx.Close()
 		return nil, fmt.Errorf("uplink %s: %w", u.Name, err)
@@ -123,6 +131,20 @@ func OpenUplinkSocket(u Uplink, ports flowtable.PortRange) (UplinkIO, error) {
 	}
 	// Nothing is ever read from the raw socket.
 	_ = unix.Shutdown(fd, unix.SHUT_RD)
+	ffd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fail("frame socket", err)
+	}
+	s.fFD = ffd
+	if err := unix.SetsockoptInt(ffd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
+		return fail("frame socket PACKET_VNET_HDR", err)
+	}
+	if unix.SetsockoptInt(ffd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 8<<20) != nil {
+		_ = unix.SetsockoptInt(ffd, unix.SOL_SOCKET, unix.SO_SNDBUF, 8<<20)
+	}
+	s.fll = unix.RawSockaddrLinklayer{Family: unix.AF_PACKET, Protocol: htons(unix.ETH_P_IP), Ifindex: int32(u.Ifindex)}
+	s.fhdrs = make([]mmsghdr, batchSize)
+	s.fiov = make([]unix.Iovec, batchSize)
 	s.rhdrs = make([]mmsghdr, batchSize)
 	s.riov = make([]unix.Iovec, batchSize)
 	s.whdrs = make([]mmsghdr, 2*batchSize)
@@ -282,6 +304,50 @@ func (s *socketIO) WriteBatch(bufs [][]byte, offset int) (int, error) {
 	return sent, firstErr
 }
 
+// WriteFrames implements UplinkIO.
+func (s *socketIO) WriteFrames(frames [][]byte) (int, error) {
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	if s.fFD < 0 {
+		return 0, os.ErrClosed
+	}
+	sent := 0
+	var firstErr error
+	for len(frames) > 0 {
+		n := min(len(frames), len(s.fhdrs))
+		for i := 0; i < n; i++ {
+			b := frames[i]
+			s.fiov[i].Base = &b[0]
+			s.fiov[i].SetLen(len(b))
+			s.fhdrs[i] = mmsghdr{}
+			s.fhdrs[i].hdr.Name = (*byte)(unsafe.Pointer(&s.fll))
+			s.fhdrs[i].hdr.Namelen = unix.SizeofSockaddrLinklayer
+			s.fhdrs[i].hdr.Iov = &s.fiov[i]
+			s.fhdrs[i].hdr.SetIovlen(1)
+		}
+		done := 0
+		for done < n {
+			r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(s.fFD), uintptr(unsafe.Pointer(&s.fhdrs[done])), uintptr(n-done), 0, 0, 0)
+			if errno == unix.EINTR {
+				continue
+			}
+			if errno != 0 {
+				if firstErr == nil {
+					firstErr = os.NewSyscallError("sendmmsg", errno)
+				}
+				done++
+				continue
+			}
+			done += int(r)
+			sent += int(r)
+		}
+		frames = frames[n:]
+	}
+	return sent, firstErr
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
 // Close implements UplinkIO.
 func (s *socketIO) Close() error {
 	var err error
@@ -293,6 +359,12 @@ func (s *socketIO) Close() error {
 			s.txFD = -1
 			s.wmu.Unlock()
 		}
+		s.fmu.Lock()
+		if s.fFD >= 0 {
+			unix.Close(s.fFD)
+			s.fFD = -1
+		}
+		s.fmu.Unlock()
 	})
 	return err
 }

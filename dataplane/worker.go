@@ -24,7 +24,12 @@ type worker struct {
 	running bool
 
 	txUp  [][][]byte // per uplink index: packets to send this batch
+	txFr  [][][]byte // per uplink index: buffers of frames (super-packets) to send this batch
+	txFrS [][]int    // per uplink index: where each frame starts in its buffer
+	frame [][]byte   // scratch: the frames of one uplink
 	txTUN [][]byte   // packets to write to the TUN device this batch
+	segs  [64][]byte // super-packet segments
+	ssize [64]int
 	frag  [64][]byte // fragment buffers
 	fsize [64]int
 }
@@ -37,10 +42,15 @@ func newWorker(e *Engine, id int, ft *flowtable.Table) *worker {
 		in:    make(chan *batch, e.cfg.QueueLen),
 		ctl:   make(chan func()),
 		txUp:  make([][][]byte, e.cfg.MaxUplinks),
+		txFr:  make([][][]byte, e.cfg.MaxUplinks),
+		txFrS: make([][]int, e.cfg.MaxUplinks),
+		frame: make([][]byte, 0, batchSize),
 		txTUN: make([][]byte, 0, 2*batchSize),
 	}
 	for i := range w.txUp {
 		w.txUp[i] = make([][]byte, 0, 2*batchSize)
+		w.txFr[i] = make([][]byte, 0, batchSize)
+		w.txFrS[i] = make([]int, 0, batchSize)
 	}
 	return w
 }
@@ -165,6 +175,36 @@ func (w *worker) flush(s *snapshot) {
 		}
 		w.txUp[idx] = q[:0]
 	}
+	for idx := range w.txFr {
+		q := w.txFr[idx]
+		if len(q) == 0 {
+			continue
+		}
+		starts := w.txFrS[idx]
+		w.frame = w.frame[:0]
+		for i, buf := range q {
+			w.frame = append(w.frame, buf[starts[i]:])
+		}
+		var sent int
+		if p := s.uplinks[idx].port; p != nil {
+			sent, _ = p.writeFrames(w.frame)
+		}
+		if sent < len(q) {
+			w.count.add(OutDropSendError, uint64(len(q)-sent))
+		}
+		for i, buf := range q {
+			if i < sent {
+				w.count.inc(OutPackets)
+				w.count.inc(OutGSOFrames)
+				w.count.add(OutBytes, uint64(len(buf)-headroom))
+			}
+			w.e.bufs.Put(buf)
+			q[i] = nil
+			w.frame[i] = nil
+		}
+		w.txFr[idx] = q[:0]
+		w.txFrS[idx] = starts[:0]
+	}
 	if len(w.txTUN) > 0 {
 		for _, buf := range w.txTUN {
 			w.count.inc(InPackets)
@@ -268,6 +308,32 @@ func (w *worker) outbound(s *snapshot, buf []byte, n int, now int64) {
 		w.count.inc(OutFlowsCreated)
 	}
 	up := &s.uplinks[ent.Uplink]
+	if hb := buf[headroom-packetVirtioLen : headroom]; !isPlain(hb) {
+		// A TCP super-packet (TSO from the LAN host): sent whole when the
+		// uplink's socket can take it and its segments fit the uplink,
+		// else segmented here and each segment forwarded on its own.
+		var vh packet.VirtioNetHdr
+		vh.Decode(hb)
+		tcphl := int(pkt[p.L4Off+12]>>4) * 4
+		if up.gso && p.L4Off+tcphl+int(vh.GSOSize) <= up.MTU {
+			w.ft.Touch(ent, flowtable.DirOut, p.TCPFlags, n, now)
+			packet.RewriteSrcPartial(pkt, &p, ent.NATAddr, ent.NATPort)
+			llen := len(up.linkHdr)
+			start := headroom - llen - packetVirtioLen
+			copy(buf[headroom-llen:headroom], up.linkHdr)
+			vh.Flags = packet.VirtioNetHdrFNeedsCsum
+			vh.CsumStart = uint16(llen + p.L4Off)
+			vh.CsumOffset = 16
+			vh.HdrLen = uint16(llen + p.L4Off + tcphl)
+			vh.Encode(buf[start:])
+			w.txFr[ent.Uplink] = append(w.txFr[ent.Uplink], buf[:headroom+n])
+			w.txFrS[ent.Uplink] = append(w.txFrS[ent.Uplink], start)
+			return
+		}
+		w.count.inc(OutGSOSplit)
+		w.splitSuper(s, -1, buf, n, vh, now)
+		return
+	}
 	fragment := false
 	if p.TotalLen > up.MTU {
 		if p.DF {
@@ -359,6 +425,23 @@ func (w *worker) inbound(s *snapshot, idx int, buf []byte, n int, now int64) {
 		packet.RewriteICMPErrorIn(pkt, &p, ent.Key.Src, ent.Key.SrcPort)
 		w.count.inc(InICMPErrorTranslated)
 		w.ft.Touch(ent, flowtable.DirIn, 0, n, now)
+	} else if hb := buf[headroom-packetVirtioLen : headroom]; !isPlain(hb) {
+		// A GRO super-packet from the uplink: written to the LAN whole
+		// when the TUN device takes super-packets, else segmented.
+		var vh packet.VirtioNetHdr
+		vh.Decode(hb)
+		if !w.e.gsoLAN || p.Kind != packet.KindTCP {
+			w.splitSuper(s, idx, buf, n, vh, now)
+			return
+		}
+		w.ft.Touch(ent, flowtable.DirIn, p.TCPFlags, n, now)
+		packet.RewriteDstPartial(pkt, &p, ent.Key.Src, ent.Key.SrcPort)
+		vh.Flags = packet.VirtioNetHdrFNeedsCsum
+		vh.CsumStart = uint16(p.L4Off)
+		vh.CsumOffset = 16
+		vh.HdrLen = uint16(p.L4Off + int(pkt[p.L4Off+12]>>4)*4)
+		vh.Encode(hb)
+		w.count.inc(InGSOFrames)
 	} else {
 		if p.Kind == packet.KindTCP && p.TCPFlags&tcpSYN != 0 {
 			if up := &s.uplinks[idx]; up.ok && packet.ClampMSS(pkt, &p, up.mss) {
@@ -371,6 +454,42 @@ func (w *worker) inbound(s *snapshot, idx int, buf []byte, n int, now int64) {
 	w.txTUN = append(w.txTUN, buf[:headroom+n])
 }
 
+// splitSuper segments the super-packet in buf into plain packets and
+// forwards each on its own: outbound when uplink < 0, else inbound from
+// that uplink. The segments carry full checksums.
+func (w *worker) splitSuper(s *snapshot, uplink int, buf []byte, n int, vh packet.VirtioNetHdr, now int64) {
+	k := 0
+	for ; k < len(w.segs); k++ {
+		if w.segs[k] = w.e.bufs.Get(); w.segs[k] == nil {
+			break
+		}
+	}
+	ns, ok := packet.GSOSplit(buf[headroom:headroom+n], vh, w.segs[:k], w.ssize[:k], headroom)
+	w.e.bufs.Put(buf)
+	if !ok {
+		ns = 0
+		if uplink < 0 {
+			w.count.inc(OutDropInvalid)
+		} else {
+			w.count.inc(InDropGSO)
+		}
+	}
+	for j := 0; j < k; j++ {
+		seg := w.segs[j]
+		w.segs[j] = nil
+		if j >= ns {
+			w.e.bufs.Put(seg)
+			continue
+		}
+		clear(seg[headroom-packetVirtioLen : headroom])
+		if uplink < 0 {
+			w.outbound(s, seg, w.ssize[j], now)
+		} else {
+			w.inbound(s, uplink, seg, w.ssize[j], now)
+		}
+	}
+}
+
 // replyICMP answers the LAN packet pkt (in buf) with an ICMP error from the
 // router and counts c. buf is reused for the answer.
 func (w *worker) replyICMP(buf, pkt []byte, typ, code uint8, mtu uint16, c Counter) {
@@ -380,6 +499,7 @@ func (w *worker) replyICMP(buf, pkt []byte, typ, code uint8, mtu uint16, c Count
 		w.drop(buf, OutDropNoBuffer)
 		return
 	}
+	clear(out[headroom-packetVirtioLen : headroom])
 	n := packet.BuildICMPError(out[headroom:], pkt, w.e.cfg.RouterAddr.As4(), typ, code, mtu)
 	w.e.bufs.Put(buf)
 	if n == 0 {
@@ -402,6 +522,7 @@ func (w *worker) resetLAN(buf, pkt []byte, p *packet.Parsed) {
 		w.drop(buf, OutDropNoBuffer)
 		return
 	}
+	clear(out[headroom-packetVirtioLen : headroom])
 	n := packet.BuildTCPReset(out[headroom:], p, pkt)
 	w.e.bufs.Put(buf)
 	if n == 0 {

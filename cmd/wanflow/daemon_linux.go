@@ -41,8 +41,10 @@ type daemon struct {
 	engine *dataplane.Engine
 	ports  flowtable.PortRange
 
-	mu       sync.Mutex // serialises applyStatus
+	mu       sync.Mutex // serialises applyStatus and guards what follows
 	lastAddr []netip.Addr
+	status   []uplinks.Status
+	linkHdr  map[int]string // uplink index → link-layer header last published
 }
 
 func runDaemon(cfg *config.Config, log *slog.Logger) error {
@@ -103,8 +105,13 @@ func (d *daemon) start(ctx context.Context) error {
 			ICMP:           time.Duration(cfg.Dataplane.Flows.Timeouts.ICMP),
 		},
 	}
+	lanIO, err := dataplane.NewTUNIO(tunDev)
+	if err != nil {
+		tunDev.Close()
+		return err
+	}
 	d.engine, err = dataplane.New(dataplane.Config{
-		TUN:        tunDev,
+		TUN:        lanIO,
 		OpenUplink: dataplane.OpenUplinkSocket,
 		Workers:    cfg.Dataplane.Workers,
 		Flows:      fc,
@@ -147,6 +154,7 @@ func (d *daemon) start(ctx context.Context) error {
 		return err
 	}
 	d.engine.Start()
+	go d.routineNeighbors(ctx)
 	go func() {
 		if err := d.mgr.Run(ctx, func(st []uplinks.Status) {
 			if err := d.applyStatus(st); err != nil {
@@ -178,12 +186,14 @@ func (d *daemon) applyStatus(st []uplinks.Status) error {
 		}
 		ups = append(ups, dataplane.Uplink{
 			Index: s.Index, Name: s.Name, Ifindex: s.Ifindex, Addr: s.Addr, MTU: mtu, Available: s.Available,
+			LinkHeader: d.linkHeader(s),
 		})
 		if s.Available && s.Addr.IsValid() {
 			addrs = append(addrs, s.Addr)
 		}
 		d.log.Debug("uplink", "name", s.Name, "interface", s.Interface, "addr", s.Addr, "carrier", s.Carrier, "available", s.Available)
 	}
+	d.status = st
 	pol, err := policy.New(pus, d.cfg.Balance.Affinity, d.cfg.PolicyRules())
 	if err != nil {
 		return err
@@ -290,4 +300,93 @@ func (d *daemon) logStats() {
 			fs.Created, fs.Expired, fs.Evicted, fs.PortsExhausted, fs.Full, fs.PortsPreserved))
 	}
 	d.log.Info("dataplane counters", attrs...)
+}
+
+// linkHeader returns the Ethernet header that reaches uplink s's gateway
+// (from the kernel's neighbour table), an empty header for a device without
+// MAC addresses, or nil while the gateway's MAC is unknown. It records what
+// it returned, for routineNeighbors.
+func (d *daemon) linkHeader(s uplinks.Status) []byte {
+	var hdr []byte
+	switch {
+	case !s.Available || s.Ifindex <= 0:
+	case !s.HasMAC:
+		hdr = []byte{}
+	case s.Gateway.IsValid():
+		hdr = d.ethHeader(s.Ifindex, s.Gateway)
+	}
+	if d.linkHdr == nil {
+		d.linkHdr = map[int]string{}
+	}
+	if hdr == nil {
+		delete(d.linkHdr, s.Index)
+	} else {
+		d.linkHdr[s.Index] = string(hdr)
+	}
+	return hdr
+}
+
+func (d *daemon) ethHeader(ifindex int, gw netip.Addr) []byte {
+	link, err := d.h.LinkByIndex(ifindex)
+	if err != nil || len(link.Attrs().HardwareAddr) != 6 {
+		return nil
+	}
+	neighs, err := d.h.NeighList(ifindex, netlink.FAMILY_V4)
+	if err != nil {
+		return nil
+	}
+	for _, n := range neighs {
+		ip, ok := netip.AddrFromSlice(n.IP.To4())
+		if !ok || ip != gw || len(n.HardwareAddr) != 6 {
+			continue
+		}
+		if n.State&(netlink.NUD_FAILED|netlink.NUD_INCOMPLETE|netlink.NUD_NOARP) != 0 {
+			return nil
+		}
+		hdr := make([]byte, 14)
+		copy(hdr[0:6], n.HardwareAddr)
+		copy(hdr[6:12], link.Attrs().HardwareAddr)
+		hdr[12], hdr[13] = 0x08, 0x00
+		return hdr
+	}
+	return nil
+}
+
+// routineNeighbors re-reads the gateways' MAC addresses every second and
+// republishes the uplinks when one appears, changes or goes: the dataplane
+// sends super-packets straight to the gateway's MAC, so it must follow the
+// kernel's neighbour table.
+func (d *daemon) routineNeighbors(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		d.mu.Lock()
+		st := d.status
+		changed := false
+		for _, s := range st {
+			var cur []byte
+			switch {
+			case !s.Available || s.Ifindex <= 0:
+			case !s.HasMAC:
+				cur = []byte{}
+			case s.Gateway.IsValid():
+				cur = d.ethHeader(s.Ifindex, s.Gateway)
+			}
+			old, had := d.linkHdr[s.Index]
+			if (cur == nil) == had || (cur != nil && string(cur) != old) {
+				changed = true
+			}
+		}
+		d.mu.Unlock()
+		if changed {
+			if err := d.applyStatus(st); err != nil {
+				d.log.Error("apply uplink state", "err", err)
+			}
+		}
+	}
 }

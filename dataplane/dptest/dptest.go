@@ -5,20 +5,17 @@ import (
 	"os"
 	"sync"
 	"time"
-
-	"golang.zx2c4.com/wireguard/tun"
 )
 
 // queueLen bounds each fake's queues; what overflows is dropped, as a real
 // device would.
 const queueLen = 4096
 
-// TUN is a fake tun.Device. Inject plays the kernel handing the dataplane a
+// TUN is a fake dataplane.LANIO (a TUN device without offloads). Inject plays the kernel handing the dataplane a
 // LAN packet; what the dataplane writes arrives on Out.
 type TUN struct {
 	in     chan []byte
 	Out    chan []byte
-	events chan tun.Event
 	once   sync.Once
 	closed chan struct{}
 }
@@ -28,7 +25,6 @@ func NewTUN() *TUN {
 	return &TUN{
 		in:     make(chan []byte, queueLen),
 		Out:    make(chan []byte, queueLen),
-		events: make(chan tun.Event, 1),
 		closed: make(chan struct{}),
 	}
 }
@@ -41,13 +37,11 @@ func (t *TUN) Inject(pkt []byte) {
 	}
 }
 
-// File implements tun.Device; the fake has no file.
-func (t *TUN) File() *os.File { return nil }
-
-// Read implements tun.Device: one packet per call.
+// Read implements dataplane.LANIO: one plain packet per call.
 func (t *TUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	select {
 	case p := <-t.in:
+		clear(bufs[0][offset-10 : offset])
 		sizes[0] = copy(bufs[0][offset:], p)
 		return 1, nil
 	case <-t.closed:
@@ -55,7 +49,7 @@ func (t *TUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	}
 }
 
-// Write implements tun.Device: each packet is copied to Out.
+// Write implements dataplane.LANIO: each packet is copied to Out.
 func (t *TUN) Write(bufs [][]byte, offset int) (int, error) {
 	for i, b := range bufs {
 		select {
@@ -69,22 +63,13 @@ func (t *TUN) Write(bufs [][]byte, offset int) (int, error) {
 	return len(bufs), nil
 }
 
-// MTU implements tun.Device.
-func (t *TUN) MTU() (int, error) { return 1500, nil }
-
-// Name implements tun.Device.
-func (t *TUN) Name() (string, error) { return "faketun", nil }
-
-// Events implements tun.Device.
-func (t *TUN) Events() <-chan tun.Event { return t.events }
-
-// Close implements tun.Device.
+// Close implements dataplane.LANIO.
 func (t *TUN) Close() error {
 	t.once.Do(func() { close(t.closed) })
 	return nil
 }
 
-// BatchSize implements tun.Device.
+// BatchSize implements dataplane.LANIO.
 func (t *TUN) BatchSize() int { return 1 }
 
 // Uplink is a fake dataplane.UplinkIO. Inject plays a reply arriving from
@@ -136,6 +121,21 @@ func (u *Uplink) WriteBatch(bufs [][]byte, offset int) (int, error) {
 		}
 	}
 	return len(bufs), nil
+}
+
+// WriteFrames implements dataplane.UplinkIO for a layer-3 uplink: each
+// frame's virtio-net header is dropped and the packet copied to Out.
+func (u *Uplink) WriteFrames(frames [][]byte) (int, error) {
+	for i, f := range frames {
+		select {
+		case u.Out <- append([]byte(nil), f[len(u.Hdr):]...):
+		case <-u.closed:
+			return i, os.ErrClosed
+		default:
+			return i, errors.New("dptest: uplink output queue full")
+		}
+	}
+	return len(frames), nil
 }
 
 // Close implements dataplane.UplinkIO.
