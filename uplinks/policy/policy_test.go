@@ -40,7 +40,6 @@ func randomFlows(n int, seed uint64) []Flow {
 	return fs
 }
 
-
 // choice returns the chosen uplink's name, "" for none.
 func choice(p *Policy, f Flow) string {
 	d := p.Choose(f)
