@@ -8,7 +8,9 @@
 //
 //   - routineTUNRead: the only reader of the TUN device. It decodes each
 //     packet, reassembles IPv4 fragments, and hands the packet to the worker
-//     that owns its flow: worker = LAN source port % W (ICMP echo: identifier).
+//     that owns its flow: a hash of its LAN endpoint (source address, port or
+//     ICMP echo identifier, protocol) — all flows of one endpoint share one
+//     NAT mapping, which that worker owns.
 //   - routineUplinkRx, one per open uplink socket: the only reader of that
 //     socket. It splits GRO super-packets, reassembles fragments and hands
 //     each reply to worker = NAT port % W.
@@ -18,8 +20,9 @@
 //     worker writes its packets itself: to the uplink sockets (sendmmsg) and
 //     to the TUN device (batched, GRO-coalesced by the tun package).
 //
-// Per packet there is no allocation, no fmt, no logging and no lock shared
-// between workers. Packet buffers come from a bounded pool; what does not fit
+// Per packet there is no allocation, no fmt, no logging and no lock; per
+// batch, a worker takes each uplink socket's send lock and the TUN device's
+// write lock once. Packet buffers come from a bounded pool; what does not fit
 // (pool empty, queue full) is dropped and counted. The uplink view (addresses,
 // MTUs, availability, policy) is an immutable Snapshot loaded once per batch
 // from an atomic pointer.

@@ -17,9 +17,10 @@ import (
 // weight <w>" per uplink; L3 uplinks without gateway), nftables masquerade
 // per uplink interface (table ip labbaseline), and
 // net.ipv4.fib_multipath_hash_policy 0 (BaselineMultipathL3) or 1
-// (BaselineMultipathL4). A tc BPF filter on the router's LAN ingress clears
-// each packet's hash (see clearhash_linux.go), so that, as behind a real NIC,
-// the L4 policy hashes the 5-tuple and not the LAN host's socket.
+// (BaselineMultipathL4). With more than one nexthop, a tc BPF filter on the
+// router's LAN ingress clears each packet's hash (see clearhash_linux.go), so
+// that, as behind a real NIC, the L4 policy hashes the 5-tuple and not the
+// LAN host's socket.
 //
 // weights has one entry per uplink (nil: all 1); an uplink with weight 0 is
 // left out. undo removes the route and the table, flushes conntrack and
@@ -115,8 +116,10 @@ func (l *Lab) KernelBaseline(mode BaselineMode, weights []int) (undo func() erro
 	if err := l.Router.WriteSysctl("net/ipv4/fib_multipath_hash_policy", policy); err != nil {
 		return nil, err
 	}
-	if err := l.Router.Do(func() error { return attachClearHash(l.RouterLAN) }); err != nil {
-		return nil, errors.Join(err, undo())
+	if len(route.MultiPath) > 1 {
+		if err := l.Router.Do(func() error { return attachClearHash(l.RouterLAN) }); err != nil {
+			return nil, errors.Join(err, undo())
+		}
 	}
 	if err := h.RouteReplace(route); err != nil {
 		return nil, errors.Join(fmt.Errorf("lab: baseline: multipath default route: %w", err), undo())

@@ -181,8 +181,8 @@ func (d *daemon) applyStatus(st []uplinks.Status) error {
 		}
 		pus[s.Index].Available = s.Available
 		mtu := s.MTU
-		if m := d.cfg.Uplinks[s.Index].MTU; m > 0 {
-			mtu = m
+		if m := d.cfg.Uplinks[s.Index].MTU; m > 0 && (mtu <= 0 || m < mtu) {
+			mtu = m // the configured MTU caps the link's, never raises it
 		}
 		ups = append(ups, dataplane.Uplink{
 			Index: s.Index, Name: s.Name, Ifindex: s.Ifindex, Addr: s.Addr, MTU: mtu, Available: s.Available,

@@ -78,7 +78,7 @@ func cmdBench(args []string) error {
 	asJSON := fs.Bool("json", false, "print results as JSON")
 	dur := fs.Duration("duration", 5*time.Second, "length of each measurement")
 	gro := fs.Bool("gro", true, "GRO on the lab's uplink veths")
-	out := fs.String("out", "", "directory to write results.json to")
+	out := fs.String("out", "", "directory to write throughput.json to")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -73,9 +73,10 @@ type reasmSlot struct {
 // dropped. Slots are preallocated and their buffers allocated on first use,
 // so Add does not allocate in steady state.
 //
-// A Reassembler is not safe for concurrent use; it belongs to one worker,
-// so every fragment of a datagram must reach the same worker (fragments
-// after the first carry no ports: route them by addresses and ID).
+// A Reassembler is not safe for concurrent use. The dataplane gives one to
+// each reader goroutine (the TUN reader, each uplink's receiver), which
+// sees every fragment of the datagrams it reads, and reassembles before it
+// picks a worker (fragments after the first carry no ports).
 type Reassembler struct {
 	slots   []reasmSlot
 	maxSize int

@@ -22,8 +22,10 @@ import (
 
 // Limits of the configuration.
 const (
-	// MaxUplinks is the largest number of uplinks a configuration may have.
-	MaxUplinks = 32
+	// MaxUplinks is the largest number of uplinks a configuration may have:
+	// wanflow's rule priority range (310 priorities, a step of 10 per
+	// uplink after the LAN's) holds 20, as uplinks.MaxUplinks says.
+	MaxUplinks = 20
 	// MaxFileSize is the largest configuration file Load and Parse accept.
 	MaxFileSize = 1 << 20
 	// MaxProblems is the most problems an Error lists; a last one says how
@@ -62,8 +64,11 @@ type Config struct {
 type LAN struct {
 	// Interface is the LAN interface; required.
 	Interface string `yaml:"interface"`
-	// Prefixes are the LAN source prefixes steered into wanflow; empty means
-	// the prefixes of the interface's addresses, learned at run time.
+	// Prefixes are the LAN's IPv4 prefixes; a gateway on the LAN segment
+	// must lie inside them. Steering into wanflow is by interface: all
+	// traffic arriving on Interface for a destination outside the main
+	// table's specific routes. Empty means the prefixes of the interface's
+	// addresses.
 	Prefixes []Prefix `yaml:"prefixes"`
 	// DHCP configures the DHCP server; nil means none. Parsed and validated
 	// now, served in a later version.

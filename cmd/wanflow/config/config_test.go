@@ -254,8 +254,9 @@ func TestPlan(t *testing.T) {
 		"      ip rule add priority 7820 from <ppp0 address> lookup 7703 protocol 167\n",
 		"  table ip wanflow {\n",
 		"    chain prerouting { type filter hook prerouting priority raw; policy accept;\n",
-		`      iifname "eth0" ip daddr <eth0 address> meta l4proto { tcp, udp } th dport 20000-32767 drop  # adsl` + "\n",
-		`      iifname "ppp0" ip daddr <ppp0 address> meta l4proto { tcp, udp } th dport 20000-32767 drop  # 3g` + "\n",
+		"    set uplink_addrs { type ipv4_addr; elements = { <adsl address>, <4g address>, <3g address> } }\n",
+		"      ip daddr @uplink_addrs tcp dport 20000-32767 counter drop\n",
+		"      ip daddr @uplink_addrs udp dport 20000-32767 counter drop\n",
 		"  workers: GOMAXPROCS at start\n",
 		"  NAT ports 20000-32767 (12768 ports)",
 		"  flows: capacity 262144; timeouts udp 5m0s, tcp_established 2h4m0s, tcp_transitory 4m0s, icmp 1m0s\n",
@@ -426,7 +427,7 @@ func TestBadConfigs(t *testing.T) {
 			"test.yaml: line 8: uplinks[1].probes.down_after: must be 1..100, got 0"},
 		{"probe interval too short", okHead + "probes: { interval: 1ms }\n", "test.yaml: line 5: probes.interval: must be 50ms..1m0s, got 1ms"},
 		{"too many uplinks", "lan: {interface: lan0}\nuplinks:\n" + manyUplinks(33),
-			"test.yaml: line 2: uplinks: 33 uplinks, at most 32"},
+			"test.yaml: line 2: uplinks: 33 uplinks, at most 20"},
 		{"reserved tables 2", okHead + "  - { name: b, interface: e1 }\n  - { name: c, interface: e2 }\nkernel: { table_base: 251 }\n",
 			"test.yaml: line 7: kernel.table_base: tables 251-254 include the kernel's tables 253-255 (default, main, local)"},
 		{"route protocol", okHead + "kernel: { route_protocol: 4 }\n", "test.yaml: line 5: kernel.route_protocol: must be 5..255 (0..4 are the kernel's), got 4"},
@@ -486,14 +487,13 @@ x.yaml: line 6: uplinks[1].tier: must be 1..9, got 10`
 	}
 }
 
-func TestPriorityRangeWarning(t *testing.T) {
-	c := mustParse(t, "lan: {interface: lan0}\nuplinks:\n"+manyUplinks(21))
-	want := []string{"test.yaml: line 2: uplinks: 21 uplinks need rule priorities up to 8000, beyond wanflow's range 7690-7999"}
-	if !reflect.DeepEqual(c.Warnings, want) {
-		t.Errorf("Warnings = %q, want %q", c.Warnings, want)
-	}
+func TestUplinkLimit(t *testing.T) {
 	if c := mustParse(t, "lan: {interface: lan0}\nuplinks:\n"+manyUplinks(20)); len(c.Warnings) != 0 {
 		t.Errorf("20 uplinks: Warnings = %q", c.Warnings)
+	}
+	_, err := Parse([]byte("lan: {interface: lan0}\nuplinks:\n"+manyUplinks(21)), "test.yaml")
+	if err == nil || !strings.Contains(err.Error(), "21 uplinks, at most 20") {
+		t.Errorf("21 uplinks: got %v, want an error", err)
 	}
 }
 

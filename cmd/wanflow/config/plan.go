@@ -24,9 +24,9 @@ func (c *Config) Plan() string {
 	pf("\nLAN\n")
 	pf("  interface %s\n", c.LAN.Interface)
 	if len(c.LAN.Prefixes) > 0 {
-		pf("  source prefixes %s\n", joinStrings(c.LAN.Prefixes))
+		pf("  LAN prefixes %s\n", joinStrings(c.LAN.Prefixes))
 	} else {
-		pf("  source prefixes learned from %s's addresses at run time\n", c.LAN.Interface)
+		pf("  LAN prefixes: those of %s's addresses\n", c.LAN.Interface)
 	}
 	if h := c.LAN.DHCP; h != nil {
 		pf("  dhcp range %v, lease %v, leases in %s (served in a later version)\n", h.Range, h.LeaseTime, h.LeaseFile)
@@ -83,11 +83,14 @@ func (c *Config) Plan() string {
 
 	pf("\nnftables\n")
 	pf("  table ip %s {\n", k.NFTTable)
-	pf("    chain prerouting { type filter hook prerouting priority raw; policy accept;\n")
+	var addrs []string
 	for _, u := range c.Uplinks {
-		pf("      iifname %q ip daddr <%s address> meta l4proto { tcp, udp } th dport %v drop  # %s\n",
-			u.Interface, u.Interface, d.NATPorts, u.Name)
+		addrs = append(addrs, "<"+u.Name+" address>")
 	}
+	pf("    set uplink_addrs { type ipv4_addr; elements = { %s } }\n", strings.Join(addrs, ", "))
+	pf("    chain prerouting { type filter hook prerouting priority raw; policy accept;\n")
+	pf("      ip daddr @uplink_addrs tcp dport %v counter drop\n", d.NATPorts)
+	pf("      ip daddr @uplink_addrs udp dport %v counter drop\n", d.NATPorts)
 	pf("    }\n  }\n")
 
 	pf("\nDataplane\n")

@@ -364,7 +364,7 @@ func (v *validator) validateDataplane() {
 		v.errorf("dataplane.tun", "TUN device %s is the LAN interface", d.TUN)
 	}
 	v.intRange("dataplane.mtu", d.MTU, 576, 65535)
-	v.intRange("dataplane.workers", d.Workers, 0, 256)
+	v.intRange("dataplane.workers", d.Workers, 0, 64)
 
 	// NAT ports: replies to them on uplink addresses are taken by the
 	// dataplane and dropped for the kernel, so they must stay clear of
@@ -431,11 +431,6 @@ func (v *validator) validateKernel() {
 	if k.RulePriority < 1 || last > 32765 {
 		// 0 is the local rule, 32766 main and 32767 default.
 		v.errorf("kernel.rule_priority", "rule priorities %d-%d must lie in 1..32765", k.RulePriority, last)
-	}
-	if owned := k.RulePriority + 309; k.RulePriority >= 1 && last <= 32765 && last > owned {
-		// The contract gives wanflow 310 priorities (7690-7999 by default);
-		// at a step of 10 they hold 20 uplinks.
-		v.warnf("uplinks", "%d uplinks need rule priorities up to %d, beyond wanflow's range %d-%d", n, last, k.RulePriority, owned)
 	}
 	if k.RouteProtocol < 5 || k.RouteProtocol > 255 {
 		v.errorf("kernel.route_protocol", "must be 5..255 (0..4 are the kernel's), got %d", k.RouteProtocol)
