@@ -13,6 +13,8 @@ import (
 
 	"github.com/wanflow/wanflow/bench/lab"
 	"github.com/wanflow/wanflow/bench/labrouter"
+	"github.com/wanflow/wanflow/cmd/wanflow/config"
+	"github.com/wanflow/wanflow/uplinks/policy"
 )
 
 // DemoConfig is the demo's uplink plan: two tier-1 uplinks weighted 8 and
@@ -47,13 +49,18 @@ func Demo(ctx context.Context, bin string, w io.Writer) error {
 	}
 	defer r.Stop()
 
+	ports, err := streamPorts(l, yaml, []int{0, 0, 1})
+	if err != nil {
+		return err
+	}
 	t := newTraffic(l, names)
+	t.ports = ports
 	tctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); t.routineNewFlows(tctx) }()
-	go func() { defer wg.Done(); t.routineStreams(tctx, 3) }()
+	go func() { defer wg.Done(); t.routineStreams(tctx, len(ports)) }()
 
 	phases := []struct {
 		what string
@@ -70,7 +77,7 @@ func Demo(ctx context.Context, bin string, w io.Writer) error {
 			return l.SetUplinkCarrier(1, true)
 		}, 5},
 	}
-	fmt.Fprintln(w, "== live traffic: a new UDP flow every 50 ms, 3 long-lived TCP streams")
+	fmt.Fprintln(w, "== live traffic: a new UDP flow every 50 ms (one retry after 250 ms), 3 long-lived TCP streams (two start on up1, one on up2)")
 	fmt.Fprintf(w, "%-6s %-28s %s\n", "time", "new flows by uplink (last s)", "TCP streams (uplink, reconnects)")
 	start := time.Now()
 	for _, ph := range phases {
@@ -100,6 +107,32 @@ func indent(s string) string {
 	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ")
 }
 
+// streamPorts picks, for each long-lived stream k, a local port whose flow
+// to server k the policy places on uplink want[k] while every uplink is up:
+// the choice is deterministic, so the demo can show streams on the uplink
+// that will fail and on the one that survives.
+func streamPorts(l *lab.Lab, yaml string, want []int) ([]uint16, error) {
+	cfg, err := config.Parse([]byte(yaml), "demo")
+	if err != nil {
+		return nil, err
+	}
+	pol, err := cfg.Policy()
+	if err != nil {
+		return nil, err
+	}
+	var ports []uint16
+	for k, u := range want {
+		for p := uint16(41000 + 100*k); ; p++ {
+			d := pol.Choose(policy.Flow{Proto: 6, Src: l.HostAddrs[0].As4(), Dst: l.Servers[k].As4(), SrcPort: p, DstPort: lab.EchoPort})
+			if d.Uplink == u {
+				ports = append(ports, p)
+				break
+			}
+		}
+	}
+	return ports, nil
+}
+
 // traffic drives the demo's flows and tallies which uplink the servers saw.
 type traffic struct {
 	l     *lab.Lab
@@ -110,6 +143,7 @@ type traffic struct {
 	ok, fail  int
 	streams   []string
 	reconnect []int
+	ports     []uint16 // local port of each stream's first connection
 }
 
 func newTraffic(l *lab.Lab, names map[netip.Addr]string) *traffic {
@@ -150,12 +184,19 @@ func (t *traffic) routineNewFlows(ctx context.Context) {
 		})
 		name := ""
 		if err == nil {
-			c.SetDeadline(time.Now().Add(500 * time.Millisecond))
+			// One retry after 250 ms, as a resolver would: a datagram sent
+			// in the few milliseconds between an uplink's failure and its
+			// detection is lost with the link.
 			buf := make([]byte, 512)
-			if _, err = c.Write([]byte("demo\n")); err == nil {
+			for attempt := 0; attempt < 2; attempt++ {
+				c.SetDeadline(time.Now().Add(250 * time.Millisecond))
+				if _, err = c.Write([]byte("demo\n")); err != nil {
+					continue
+				}
 				var n int
 				if n, err = c.Read(buf); err == nil {
 					name = t.seen(string(buf[:n]))
+					break
 				}
 			}
 			c.Close()
@@ -194,9 +235,13 @@ func (t *traffic) stream(ctx context.Context, k int) {
 	srv := netip.AddrPortFrom(t.l.Servers[k], lab.EchoPort)
 	for ctx.Err() == nil {
 		var c net.Conn
+		d := net.Dialer{Timeout: time.Second}
+		if t.reconnects(k) == 0 {
+			d.LocalAddr = &net.TCPAddr{Port: int(t.ports[k])}
+		}
 		err := t.l.Hosts[0].Do(func() error {
 			var err error
-			c, err = net.DialTimeout("tcp4", srv.String(), time.Second)
+			c, err = d.Dial("tcp4", srv.String())
 			return err
 		})
 		if err != nil {
@@ -231,6 +276,12 @@ func (t *traffic) setStream(k int, s string, reconnect bool) {
 		t.reconnect[k]++
 	}
 	t.mu.Unlock()
+}
+
+func (t *traffic) reconnects(k int) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.reconnect[k]
 }
 
 func (t *traffic) takeCounts() string {
