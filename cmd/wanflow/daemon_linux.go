@@ -270,14 +270,19 @@ func checkEphemeralPorts(r flowtable.PortRange) error {
 	if err != nil {
 		return fmt.Errorf("read ip_local_port_range: %w", err)
 	}
-	f := strings.Fields(string(b))
+	return ephemeralOverlap(r, string(b))
+}
+
+// ephemeralOverlap checks r against the contents of ip_local_port_range.
+func ephemeralOverlap(r flowtable.PortRange, procRange string) error {
+	f := strings.Fields(procRange)
 	if len(f) != 2 {
-		return fmt.Errorf("ip_local_port_range: unexpected %q", b)
+		return fmt.Errorf("ip_local_port_range: unexpected %q", procRange)
 	}
 	lo, err1 := strconv.Atoi(f[0])
 	hi, err2 := strconv.Atoi(f[1])
 	if err1 != nil || err2 != nil {
-		return fmt.Errorf("ip_local_port_range: unexpected %q", b)
+		return fmt.Errorf("ip_local_port_range: unexpected %q", procRange)
 	}
 	if int(r.Lo) <= hi && lo <= int(r.Hi) {
 		return fmt.Errorf("dataplane.nat_ports %d-%d overlaps the kernel's ephemeral ports %d-%d (net.ipv4.ip_local_port_range): choose a NAT range outside it", r.Lo, r.Hi, lo, hi)

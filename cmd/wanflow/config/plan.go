@@ -52,10 +52,11 @@ func (c *Config) Plan() string {
 		}
 		pf("      ip rule add priority %d from %s lookup %d protocol %d\n", k.UplinkRulePriority(i), addr, k.UplinkTable(i), proto)
 		if u.Gateway.IsValid() {
-			pf("      ip route replace default via %v dev %s table %d proto %d\n", u.Gateway, u.Interface, k.UplinkTable(i), proto)
+			pf("      ip route replace default via %v dev %s onlink table %d proto %d\n", u.Gateway, u.Interface, k.UplinkTable(i), proto)
 		} else {
-			pf("      ip route replace default [via <gateway learned on %s>] dev %s table %d proto %d\n", u.Interface, u.Interface, k.UplinkTable(i), proto)
+			pf("      ip route replace default [via <gateway learned on %s> onlink] dev %s table %d proto %d\n", u.Interface, u.Interface, k.UplinkTable(i), proto)
 		}
+		pf("      ip route replace <%s subnet> dev %s scope link src %s table %d proto %d\n", u.Interface, u.Interface, addr, k.UplinkTable(i), proto)
 		var extra []string
 		if len(u.DNS) > 0 {
 			extra = append(extra, "dns "+joinStrings(u.DNS))
@@ -85,7 +86,7 @@ func (c *Config) Plan() string {
 	pf("  table ip %s {\n", k.NFTTable)
 	var addrs []string
 	for _, u := range c.Uplinks {
-		addrs = append(addrs, "<"+u.Name+" address>")
+		addrs = append(addrs, "<"+u.Interface+" address>")
 	}
 	pf("    set uplink_addrs { type ipv4_addr; elements = { %s } }\n", strings.Join(addrs, ", "))
 	pf("    chain prerouting { type filter hook prerouting priority raw; policy accept;\n")

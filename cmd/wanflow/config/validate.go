@@ -420,7 +420,7 @@ func (v *validator) validateKernel() {
 	c := v.c
 	k := &c.Kernel
 	n := min(len(c.Uplinks), MaxUplinks) // more is reported once, under uplinks
-	const maxTable = 1<<31 - 1 // netlink table ids are u32; Go ints are 32 bits on linux/arm
+	const maxTable = 1<<31 - 1           // netlink table ids are u32; Go ints are 32 bits on linux/arm
 	if k.TableBase < 1 || k.TableBase > maxTable-1-MaxUplinks {
 		v.errorf("kernel.table_base", "must be 1..%d, got %d", maxTable-1-MaxUplinks, k.TableBase)
 	} else if last := k.UplinkTable(n - 1); k.TableBase <= 255 && last >= 253 {
