@@ -27,6 +27,7 @@ type ThroughputResult struct {
 type ThroughputOptions struct {
 	Duration time.Duration // per measurement (default 5s)
 	GRO      bool          // GRO on the uplink veths
+	RunArgs  []string      // extra arguments for `wanflow run`, e.g. -cpuprofile FILE
 }
 
 // Throughput measures TCP bulk throughput (1 and 8 streams) and the
@@ -86,7 +87,7 @@ func Throughput(ctx context.Context, bin string, o ThroughputOptions, w io.Write
 	}
 	results = append(results, kr)
 
-	router, err := labrouter.Start(l, bin, "", labrouter.ConfigYAML(l, labrouter.Options{}), nil, 15*time.Second)
+	router, err := labrouter.StartArgs(l, bin, "", labrouter.ConfigYAML(l, labrouter.Options{}), nil, 15*time.Second, o.RunArgs...)
 	if err != nil {
 		return nil, err
 	}

@@ -70,6 +70,12 @@ type Router struct {
 // for it to report that it runs. The daemon's log is copied to logw if not
 // nil.
 func Start(l *lab.Lab, bin, dir, yaml string, logw io.Writer, timeout time.Duration) (*Router, error) {
+	return StartArgs(l, bin, dir, yaml, logw, timeout)
+}
+
+// StartArgs is Start with extra arguments for `wanflow run` (such as
+// -cpuprofile FILE).
+func StartArgs(l *lab.Lab, bin, dir, yaml string, logw io.Writer, timeout time.Duration, extra ...string) (*Router, error) {
 	r := &Router{dir: dir, done: make(chan struct{}), log: newLogBuffer(logw)}
 	if r.dir == "" {
 		d, err := os.MkdirTemp("", "wanflow-lab-")
@@ -83,7 +89,7 @@ func Start(l *lab.Lab, bin, dir, yaml string, logw io.Writer, timeout time.Durat
 		r.cleanDir()
 		return nil, err
 	}
-	r.cmd = l.Router.Command(context.Background(), bin, "run", "-c", r.Config, "-log-level", "debug")
+	r.cmd = l.Router.Command(context.Background(), bin, append([]string{"run", "-c", r.Config, "-log-level", "debug"}, extra...)...)
 	r.cmd.Stdout = r.log
 	r.cmd.Stderr = r.log
 	if err := r.cmd.Start(); err != nil {

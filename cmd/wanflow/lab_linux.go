@@ -79,6 +79,7 @@ func cmdBench(args []string) error {
 	dur := fs.Duration("duration", 5*time.Second, "length of each measurement")
 	gro := fs.Bool("gro", true, "GRO on the lab's uplink veths")
 	out := fs.String("out", "", "directory to write throughput.json to")
+	profile := fs.String("cpuprofile", "", "CPU profile of the wanflow daemon during the benchmark, to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -89,7 +90,15 @@ func cmdBench(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	fmt.Fprintln(os.Stderr, "throughput: LAN host → internet server, kernel forwarding + masquerade vs wanflow, same lab")
-	res, err := bench.Throughput(ctx, bin, bench.ThroughputOptions{Duration: *dur, GRO: *gro}, os.Stderr)
+	o := bench.ThroughputOptions{Duration: *dur, GRO: *gro}
+	if *profile != "" {
+		abs, err := filepath.Abs(*profile)
+		if err != nil {
+			return err
+		}
+		o.RunArgs = []string{"-cpuprofile", abs}
+	}
+	res, err := bench.Throughput(ctx, bin, o, os.Stderr)
 	if err != nil {
 		return err
 	}
