@@ -75,27 +75,42 @@ func (d *dispatcher) addFrame(buf []byte, n int, now int64) {
 		d.add(buf, n, now)
 		return
 	}
+	ns, ok := d.e.segment(buf, n, h, d.segs[:], d.segSizes[:])
+	if !ok {
+		d.count.inc(d.badGSO)
+	}
+	for j := 0; j < ns; j++ {
+		seg := d.segs[j]
+		d.segs[j] = nil
+		d.add(seg, d.segSizes[j], now)
+	}
+}
+
+// segment splits the super-packet of size n in buf into plain packets in
+// fresh pool buffers segs[:ns] (sizes in sizes), with full checksums and
+// cleared virtio-net headers. buf and any buffer not used go back to the
+// pool. ok is false when the packet cannot be split (ns is then 0).
+func (e *Engine) segment(buf []byte, n int, h packet.VirtioNetHdr, segs [][]byte, sizes []int) (ns int, ok bool) {
 	k := 0
-	for ; k < len(d.segs); k++ {
-		if d.segs[k] = d.e.bufs.Get(); d.segs[k] == nil {
+	for ; k < len(segs); k++ {
+		if segs[k] = e.bufs.Get(); segs[k] == nil {
 			break
 		}
 	}
-	ns, ok := packet.GSOSplit(pkt, h, d.segs[:k], d.segSizes[:k], headroom)
-	d.e.bufs.Put(buf)
+	ns, ok = packet.GSOSplit(buf[headroom:headroom+n], h, segs[:k], sizes[:k], headroom)
+	e.bufs.Put(buf)
 	if !ok {
 		ns = 0
-		d.count.inc(d.badGSO)
 	}
 	for j := 0; j < k; j++ {
 		if j < ns {
-			clear(d.segs[j][headroom-packet.VirtioNetHdrLen : headroom])
-			d.add(d.segs[j], d.segSizes[j], now)
+			clear(segs[j][headroom-packet.VirtioNetHdrLen : headroom])
 		} else {
-			d.e.bufs.Put(d.segs[j])
+			e.bufs.Put(segs[j])
+			segs[j] = nil
 		}
-		d.segs[j] = nil
 	}
+	return ns, ok
 }
 
 // add hands the packet of size n in buf to its worker's pending batch and

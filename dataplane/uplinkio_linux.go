@@ -278,26 +278,13 @@ func (s *socketIO) WriteBatch(bufs [][]byte, offset int) (int, error) {
 			s.whdrs[i].hdr.Iov = &s.wiov[i]
 			s.whdrs[i].hdr.SetIovlen(1)
 		}
-		done := 0
-		for done < n {
-			r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(s.txFD), uintptr(unsafe.Pointer(&s.whdrs[done])), uintptr(n-done), 0, 0, 0)
-			if errno == unix.EINTR {
-				continue
-			}
-			if errno != 0 {
-				if errno == unix.EBADF {
-					return sent, os.ErrClosed
-				}
-				if firstErr == nil {
-					firstErr = os.NewSyscallError("sendmmsg", errno)
-				}
-				// The first unsent packet was refused (no route, too big,
-				// queue full): skip it and go on with the rest.
-				done++
-				continue
-			}
-			done += int(r)
-			sent += int(r)
+		k, err := sendAll(s.txFD, s.whdrs[:n])
+		sent += k
+		if errors.Is(err, os.ErrClosed) {
+			return sent, err
+		}
+		if firstErr == nil {
+			firstErr = err
 		}
 		bufs = bufs[n:]
 	}
@@ -325,23 +312,36 @@ func (s *socketIO) WriteFrames(frames [][]byte) (int, error) {
 			s.fhdrs[i].hdr.Iov = &s.fiov[i]
 			s.fhdrs[i].hdr.SetIovlen(1)
 		}
-		done := 0
-		for done < n {
-			r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(s.fFD), uintptr(unsafe.Pointer(&s.fhdrs[done])), uintptr(n-done), 0, 0, 0)
-			if errno == unix.EINTR {
-				continue
-			}
-			if errno != 0 {
-				if firstErr == nil {
-					firstErr = os.NewSyscallError("sendmmsg", errno)
-				}
-				done++
-				continue
-			}
-			done += int(r)
-			sent += int(r)
+		k, err := sendAll(s.fFD, s.fhdrs[:n])
+		sent += k
+		if firstErr == nil {
+			firstErr = err
 		}
 		frames = frames[n:]
+	}
+	return sent, firstErr
+}
+
+// sendAll sends every message of hdrs with sendmmsg(2), as few calls as
+// the kernel allows. A message the kernel refuses (no route, too big, queue
+// full) is skipped and the rest go on; the first such error is returned
+// with the number sent. A closed socket ends the call with os.ErrClosed.
+func sendAll(fd int, hdrs []mmsghdr) (sent int, firstErr error) {
+	for done := 0; done < len(hdrs); {
+		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&hdrs[done])), uintptr(len(hdrs)-done), 0, 0, 0)
+		switch errno {
+		case 0:
+			done += int(r)
+			sent += int(r)
+		case unix.EINTR:
+		case unix.EBADF:
+			return sent, os.ErrClosed
+		default:
+			if firstErr == nil {
+				firstErr = os.NewSyscallError("sendmmsg", errno)
+			}
+			done++
+		}
 	}
 	return sent, firstErr
 }

@@ -458,30 +458,17 @@ func (w *worker) inbound(s *snapshot, idx int, buf []byte, n int, now int64) {
 // forwards each on its own: outbound when uplink < 0, else inbound from
 // that uplink. The segments carry full checksums.
 func (w *worker) splitSuper(s *snapshot, uplink int, buf []byte, n int, vh packet.VirtioNetHdr, now int64) {
-	k := 0
-	for ; k < len(w.segs); k++ {
-		if w.segs[k] = w.e.bufs.Get(); w.segs[k] == nil {
-			break
-		}
-	}
-	ns, ok := packet.GSOSplit(buf[headroom:headroom+n], vh, w.segs[:k], w.ssize[:k], headroom)
-	w.e.bufs.Put(buf)
+	ns, ok := w.e.segment(buf, n, vh, w.segs[:], w.ssize[:])
 	if !ok {
-		ns = 0
 		if uplink < 0 {
 			w.count.inc(OutDropInvalid)
 		} else {
 			w.count.inc(InDropGSO)
 		}
 	}
-	for j := 0; j < k; j++ {
+	for j := 0; j < ns; j++ {
 		seg := w.segs[j]
 		w.segs[j] = nil
-		if j >= ns {
-			w.e.bufs.Put(seg)
-			continue
-		}
-		clear(seg[headroom-packetVirtioLen : headroom])
 		if uplink < 0 {
 			w.outbound(s, seg, w.ssize[j], now)
 		} else {

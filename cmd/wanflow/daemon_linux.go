@@ -312,14 +312,7 @@ func (d *daemon) logStats() {
 // MAC addresses, or nil while the gateway's MAC is unknown. It records what
 // it returned, for routineNeighbors.
 func (d *daemon) linkHeader(s uplinks.Status) []byte {
-	var hdr []byte
-	switch {
-	case !s.Available || s.Ifindex <= 0:
-	case !s.HasMAC:
-		hdr = []byte{}
-	case s.Gateway.IsValid():
-		hdr = d.ethHeader(s.Ifindex, s.Gateway)
-	}
+	hdr := d.currentLinkHeader(s)
 	if d.linkHdr == nil {
 		d.linkHdr = map[int]string{}
 	}
@@ -329,6 +322,20 @@ func (d *daemon) linkHeader(s uplinks.Status) []byte {
 		d.linkHdr[s.Index] = string(hdr)
 	}
 	return hdr
+}
+
+// currentLinkHeader reads the link-layer header for uplink s from the
+// kernel: see linkHeader.
+func (d *daemon) currentLinkHeader(s uplinks.Status) []byte {
+	switch {
+	case !s.Available || s.Ifindex <= 0:
+		return nil
+	case !s.HasMAC:
+		return []byte{}
+	case s.Gateway.IsValid():
+		return d.ethHeader(s.Ifindex, s.Gateway)
+	}
+	return nil
 }
 
 func (d *daemon) ethHeader(ifindex int, gw netip.Addr) []byte {
@@ -374,14 +381,7 @@ func (d *daemon) routineNeighbors(ctx context.Context) {
 		st := d.status
 		changed := false
 		for _, s := range st {
-			var cur []byte
-			switch {
-			case !s.Available || s.Ifindex <= 0:
-			case !s.HasMAC:
-				cur = []byte{}
-			case s.Gateway.IsValid():
-				cur = d.ethHeader(s.Ifindex, s.Gateway)
-			}
+			cur := d.currentLinkHeader(s)
 			old, had := d.linkHdr[s.Index]
 			if (cur == nil) == had || (cur != nil && string(cur) != old) {
 				changed = true
