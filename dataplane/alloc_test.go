@@ -90,7 +90,7 @@ func (h *hotPath) runHdr(pkt []byte, uplink int, vh *packet.VirtioNetHdr) {
 func TestHotPathZeroAllocs(t *testing.T) {
 	h := newHotPath(t)
 	out := pt.TCP(pt.IP{Src: lanHost, Dst: server}, 40000, 443, 1, 1, 0x10, 0, make([]byte, 1200))
-	h.run(out, -1) // creates the flow
+	h.run(pt.TCP(pt.IP{Src: lanHost, Dst: server}, 40000, 443, 0, 0, packet.TCPFlagSYN, 0, nil), -1) // creates the flow
 	if h.up.n != 1 {
 		t.Fatalf("first packet not sent (sent %d)", h.up.n)
 	}
@@ -117,8 +117,9 @@ func TestSuperPacketZeroAllocs(t *testing.T) {
 	h.e.gsoLAN = true
 	out := pt.TCP(pt.IP{Src: lanHost, Dst: server}, 40000, 443, 1, 1, 0x10, 0, make([]byte, 60000))
 	vh := &packet.VirtioNetHdr{Flags: packet.VirtioNetHdrFNeedsCsum, GSOType: packet.VirtioNetHdrGSOTCPv4, GSOSize: 1448, CsumStart: 20, CsumOffset: 16}
+	h.run(pt.TCP(pt.IP{Src: lanHost, Dst: server}, 40000, 443, 0, 0, packet.TCPFlagSYN, 0, nil), -1)
 	h.runHdr(out, -1, vh)
-	if h.up.n != 1 || h.w.count.get(OutGSOFrames) != 1 {
+	if h.up.n != 2 || h.w.count.get(OutGSOFrames) != 1 {
 		t.Fatalf("super-packet not sent as one frame: sent %d, frames %d", h.up.n, h.w.count.get(OutGSOFrames))
 	}
 	ent := h.w.ft.Lookup(flowtable.Key{Src: lanHost, Dst: server, SrcPort: 40000, DstPort: 443, Proto: 6})

@@ -27,6 +27,8 @@ const (
 	OutReassembled
 	OutMSSClamped
 	OutResetStale
+	OutResetNoFlow
+	OutResetFailed
 	OutRepinned
 	OutReadError
 	OutGSOFrames
@@ -67,6 +69,8 @@ var counterNames = [numCounters]string{
 	OutReassembled:         "dataplane_out_reassembled",
 	OutMSSClamped:          "dataplane_out_mss_clamped",
 	OutResetStale:          "dataplane_out_reset_stale_flow",
+	OutResetNoFlow:         "dataplane_out_reset_no_flow",
+	OutResetFailed:         "dataplane_out_reset_uplink_failed",
 	OutRepinned:            "dataplane_out_repinned",
 	OutReadError:           "dataplane_out_read_errors",
 	OutGSOFrames:           "dataplane_out_gso_frames",

@@ -278,11 +278,20 @@ func (w *worker) outbound(s *snapshot, buf []byte, n int, now int64) {
 			w.ft.Remove(ent)
 			ent = nil
 			if p.Proto == flowtable.ProtoTCP {
+				w.count.inc(OutResetStale)
 				w.resetLAN(buf, pkt, &p)
 				return
 			}
 			w.count.inc(OutRepinned)
 		}
+	}
+	if ent == nil && p.Kind == packet.KindTCP && p.TCPFlags&tcpSYN == 0 {
+		// A segment of a connection wanflow has no flow for (it expired,
+		// was reset, or predates a restart): no NAT mapping can carry it
+		// on, so the LAN host learns at once instead of retransmitting.
+		w.count.inc(OutResetNoFlow)
+		w.resetLAN(buf, pkt, &p)
+		return
 	}
 	if ent == nil {
 		if s.policy == nil {
@@ -421,6 +430,11 @@ func (w *worker) inbound(s *snapshot, idx int, buf []byte, n int, now int64) {
 		w.drop(buf, InDropNoFlow)
 		return
 	}
+	if p.Kind == packet.KindTCP {
+		if end := tcpSeqEnd(pkt, &p); ent.RemoteSeq == 0 || int32(end-ent.RemoteSeq) > 0 {
+			ent.RemoteSeq = end
+		}
+	}
 	if p.Kind == packet.KindICMPError {
 		packet.RewriteICMPErrorIn(pkt, &p, ent.Key.Src, ent.Key.SrcPort)
 		w.count.inc(InICMPErrorTranslated)
@@ -499,7 +513,6 @@ func (w *worker) replyICMP(buf, pkt []byte, typ, code uint8, mtu uint16, c Count
 // resetLAN answers a TCP segment from the LAN whose flow is dead with an RST
 // as if from the remote end.
 func (w *worker) resetLAN(buf, pkt []byte, p *packet.Parsed) {
-	w.count.inc(OutResetStale)
 	if p.TCPFlags&tcpRST != 0 {
 		w.e.bufs.Put(buf)
 		return
@@ -562,3 +575,19 @@ const (
 	tcpSYN = 0x02
 	tcpRST = 0x04
 )
+
+// tcpSeqEnd is the sequence number following the TCP segment p in pkt:
+// what its receiver acknowledges once it has it (SYN and FIN count one).
+func tcpSeqEnd(pkt []byte, p *packet.Parsed) uint32 {
+	l4 := pkt[p.L4Off:]
+	seq := uint32(l4[4])<<24 | uint32(l4[5])<<16 | uint32(l4[6])<<8 | uint32(l4[7])
+	payload := p.TotalLen - p.L4Off - int(l4[12]>>4)*4
+	end := seq + uint32(max(payload, 0))
+	if p.TCPFlags&tcpSYN != 0 {
+		end++
+	}
+	if p.TCPFlags&tcpFIN != 0 {
+		end++
+	}
+	return end
+}

@@ -119,7 +119,7 @@ func TestSizes(t *testing.T) {
 	}{
 		{"Key", unsafe.Sizeof(Key{}), 16},
 		{"ReplyKey", unsafe.Sizeof(ReplyKey{}), 12},
-		{"Entry", unsafe.Sizeof(Entry{}), 96},
+		{"Entry", unsafe.Sizeof(Entry{}), 104},
 		{"mapping", unsafe.Sizeof(mapping{}), 16},
 	}
 	for _, tt := range tests {

@@ -223,6 +223,12 @@ type Entry struct {
 	// Decision is opaque to the table: the caller records why this uplink
 	// was chosen.
 	Decision uint32
+	// RemoteSeq is opaque to the table: for TCP the dataplane records the
+	// next sequence number the LAN host expects from the remote end (the
+	// end of the last segment that came in), so it can reset the LAN host's
+	// connection with an RST it accepts (RFC 5961 §3.2: the sequence number
+	// must match exactly) when the flow's uplink dies.
+	RemoteSeq uint32
 
 	idx     int32 // arena index of this entry
 	prev    int32 // LRU list links (arena indexes, -1 = none); next is

@@ -1,0 +1,84 @@
+package dataplane
+
+import (
+	"encoding/binary"
+	"testing"
+
+	"github.com/wanflow/wanflow/dataplane/packet"
+	pt "github.com/wanflow/wanflow/dataplane/packet/packettest"
+)
+
+// TestFailUplink: when a flow's uplink fails, its TCP connection is reset
+// at the LAN host with the exact sequence number the host expects, and its
+// UDP flow moves to the other uplink, keeping its LAN endpoint.
+func TestFailUplink(t *testing.T) {
+	te := newTestEngine(t, 2)
+	te.setUplinks(t, []uint32{1, 1}, []bool{true, true}, 0)
+	te.Start()
+
+	// A TCP connection with 100 bytes received.
+	te.tun.Inject(pt.TCP(pt.IP{Src: lanHost, Dst: server}, 40100, 80, 1000, 0, packet.TCPFlagSYN, 1460, nil))
+	tcpUp, syn := te.sent(t)
+	natPort, _ := pt.Ports(syn)
+	te.up[tcpUp].Inject(pt.TCP(pt.IP{Src: server, Dst: upAddr[tcpUp]}, 80, natPort, 5000, 1001, packet.TCPFlagSYN|packet.TCPFlagACK, 1460, nil))
+	te.toLAN(t)
+	te.up[tcpUp].Inject(pt.TCP(pt.IP{Src: server, Dst: upAddr[tcpUp]}, 80, natPort, 5001, 1001, packet.TCPFlagACK|packet.TCPFlagPSH, 0, make([]byte, 100)))
+	te.toLAN(t)
+
+	// UDP flows until one sits on the same uplink as the TCP connection.
+	var udpPort uint16
+	for p := uint16(41000); udpPort == 0; p++ {
+		te.tun.Inject(pt.UDP(pt.IP{Src: lanHost, Dst: server}, p, 53, []byte("q")))
+		if idx, _ := te.sent(t); idx == tcpUp {
+			udpPort = p
+		}
+	}
+
+	avail := []bool{true, true}
+	avail[tcpUp] = false
+	te.setUplinks(t, []uint32{1, 1}, avail, 0)
+	res := te.FailUplink(tcpUp, false, ActionReset, ActionMigrate)
+	if res.Reset != 1 || res.Migrated < 1 {
+		t.Fatalf("sweep: %+v, want 1 reset and the UDP flows migrated", res)
+	}
+	rst := te.toLAN(t)
+	mustVerify(t, "RST", rst)
+	src, dst := pt.Addr4(rst)
+	sp, dp := pt.Ports(rst)
+	if src != server || dst != lanHost || sp != 80 || dp != 40100 || rst[20+13]&packet.TCPFlagRST == 0 {
+		t.Fatalf("want RST server:80 → host:40100, got %v:%d → %v:%d flags %#x", src, sp, dst, dp, rst[33])
+	}
+	if seq := binary.BigEndian.Uint32(rst[24:]); seq != 5101 {
+		t.Fatalf("RST seq %d, want 5101 (the host's next expected byte)", seq)
+	}
+
+	// The UDP flow now leaves by the other uplink.
+	te.tun.Inject(pt.UDP(pt.IP{Src: lanHost, Dst: server}, udpPort, 53, []byte("q")))
+	if idx, out := te.sent(t); idx == tcpUp {
+		t.Fatalf("UDP flow still on failed uplink %d", idx)
+	} else if src, _ := pt.Addr4(out); src != upAddr[idx] {
+		t.Fatalf("UDP flow NATed to %v on uplink %d", src, idx)
+	}
+
+	// The reset connection's next segment gets another RST, not a new flow.
+	te.tun.Inject(pt.TCP(pt.IP{Src: lanHost, Dst: server}, 40100, 80, 1001, 5101, packet.TCPFlagACK, 0, []byte("late")))
+	rst2 := te.toLAN(t)
+	if rst2[20+13]&packet.TCPFlagRST == 0 {
+		t.Fatalf("want RST for a segment without flow, got flags %#x", rst2[33])
+	}
+	if got := te.Stats().Get(OutResetNoFlow); got != 1 {
+		t.Errorf("%v = %d, want 1", OutResetNoFlow, got)
+	}
+}
+
+func TestParseAction(t *testing.T) {
+	for _, a := range []Action{ActionReset, ActionMigrate, ActionKeep} {
+		got, err := ParseAction(a.String())
+		if err != nil || got != a {
+			t.Errorf("ParseAction(%q) = %v, %v", a.String(), got, err)
+		}
+	}
+	if _, err := ParseAction("drop"); err == nil {
+		t.Error("ParseAction(drop) accepted")
+	}
+}
