@@ -154,3 +154,58 @@ func (w *worker) resetFlow(ent *flowtable.Entry) bool {
 	w.count.inc(OutResetFailed)
 	return true
 }
+
+// Rebalance applies actions to every flow the policy would now place on
+// another uplink than its own — the preempt of a failback: a preferred
+// uplink came back, and flows that had moved away from it are moved back
+// (tcp to TCP flows, other to the rest). Flows whose choice is unchanged
+// are not touched.
+func (e *Engine) Rebalance(tcp, other Action) SweepResult {
+	var total SweepResult
+	for _, w := range e.workers {
+		w.do(func() {
+			r := w.rebalance(tcp, other)
+			total.Reset += r.Reset
+			total.Migrated += r.Migrated
+			total.Kept += r.Kept
+			total.Ended += r.Ended
+		})
+	}
+	return total
+}
+
+func (w *worker) rebalance(tcp, other Action) SweepResult {
+	var r SweepResult
+	s := w.e.snap.Load()
+	if s.policy == nil {
+		return r
+	}
+	w.ft.Range(func(ent *flowtable.Entry) bool {
+		k := ent.Key
+		d := s.policy.Choose(policy.Flow{Proto: k.Proto, Src: k.Src, Dst: k.Dst, SrcPort: k.SrcPort, DstPort: k.DstPort})
+		if d.Uplink < 0 || d.Uplink == int(ent.Uplink) {
+			return true
+		}
+		act := other
+		if k.Proto == flowtable.ProtoTCP {
+			act = tcp
+		}
+		switch act {
+		case ActionKeep:
+			r.Kept++
+		case ActionMigrate:
+			if w.migrate(s, ent) {
+				r.Migrated++
+			}
+		default:
+			if k.Proto == flowtable.ProtoTCP && w.resetFlow(ent) {
+				r.Reset++
+			}
+			w.ft.Remove(ent)
+			r.Ended++
+		}
+		return true
+	})
+	w.flush(s)
+	return r
+}

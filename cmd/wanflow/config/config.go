@@ -43,9 +43,10 @@ type Config struct {
 	Balance Balance `yaml:"balance"`
 	// Rules restrict uplinks per flow; the first match wins.
 	Rules []Rule `yaml:"rules"`
-	// Probes is the global health probe configuration.
+	// Probes is the global health probe configuration, the defaults of
+	// every uplink's.
 	Probes Probes `yaml:"probes"`
-	// Control configures the control socket and metrics.
+	// Control configures the control socket, metrics and event ring.
 	Control Control `yaml:"control"`
 	// Dataplane configures the userspace packet path.
 	Dataplane Dataplane `yaml:"dataplane"`
@@ -124,14 +125,30 @@ type Uplink struct {
 	// MTU overrides the interface's MTU for MSS clamping and PMTU; 0 means
 	// the interface's.
 	MTU int `yaml:"mtu"`
-	// OnDown is a shell command run when the uplink goes down, e.g.
-	// "wvdial 3g" to redial a 3G dongle.
+	// ResolvFile is a resolv.conf-style file written by the uplink's DHCP
+	// or PPP client (e.g. /run/ppp0.resolv, or /etc/ppp/resolv.conf with
+	// pppd's usepeerdns); its nameserver lines are the uplink's DNS servers
+	// when DNS is empty. "" means none. An absolute path.
+	ResolvFile string `yaml:"resolv_file"`
+	// OnFailure says what happens to the flows pinned to the uplink when it
+	// goes down (or is degraded with Probes.Degraded "down").
+	OnFailure FailureActions `yaml:"on_failure"`
+	// OnDown is a command run once when the uplink goes down, e.g.
+	// "logger -t wanflow adsl down". See HookShell for how it is run.
 	OnDown string `yaml:"on_down"`
-	// OnUp is a shell command run when the uplink comes back up.
+	// OnUp is a command run once when the uplink comes back up.
 	OnUp string `yaml:"on_up"`
-	// OnDownEvery re-runs OnDown at this interval while the uplink stays
-	// down; 0 runs it once.
-	OnDownEvery Duration `yaml:"on_down_every"`
+	// WhileDown is a command run when the uplink goes down and re-run every
+	// Retry while it stays down, e.g. "wvdial 3g" to redial a 3G dongle.
+	WhileDown string `yaml:"while_down"`
+	// Retry is the period of WhileDown, 1s..24h, default 30s.
+	Retry Duration `yaml:"retry"`
+	// HookTimeout bounds each run of a hook, 1s..1h, default 60s.
+	HookTimeout Duration `yaml:"hook_timeout"`
+	// HookShell runs hooks with /bin/sh -c; false (default) splits the
+	// command line into words like a POSIX shell without any expansion
+	// (quotes and backslashes only) and execs them directly.
+	HookShell bool `yaml:"hook_shell"`
 	// Probes is the uplink's effective probe configuration: the keys given
 	// under the uplink's probes: override the global Config.Probes.
 	Probes Probes `yaml:"probes"`
@@ -139,17 +156,73 @@ type Uplink struct {
 	line int
 }
 
-func (u *Uplink) setDefaults()  { u.Tier, u.Weight = 1, 1 }
+func (u *Uplink) setDefaults() {
+	u.Tier, u.Weight = 1, 1
+	u.OnFailure = FailureActions{TCP: FailureReset, UDP: FailureMigrate}
+	u.Retry = Duration(30 * time.Second)
+	u.HookTimeout = Duration(time.Minute)
+}
+
 func (u *Uplink) setLine(l int) { u.line = l }
 
 // Line returns the configuration line the uplink was defined on.
 func (u *Uplink) Line() int { return u.line }
+
+// Failure actions (FailureActions.TCP and FailureActions.UDP).
+const (
+	// FailureReset ends the flow: for TCP a RST is sent to the LAN host;
+	// a UDP or ICMP flow is forgotten and its next packet placed again.
+	FailureReset = "reset"
+	// FailureMigrate re-pins the flow to a live uplink with a new NAT
+	// mapping.
+	FailureMigrate = "migrate"
+	// FailureKeep leaves the flow pinned to the uplink.
+	FailureKeep = "keep"
+)
+
+// FailureActions say what happens to the flows pinned to an uplink when it
+// goes down. Written as one action for both ("on_failure: reset") or as a
+// mapping ("on_failure: {tcp: reset, udp: migrate}"); each is reset,
+// migrate or keep.
+type FailureActions struct {
+	// TCP is the action for TCP flows, default FailureReset.
+	TCP string `yaml:"tcp"`
+	// UDP is the action for UDP and ICMP flows, default FailureMigrate.
+	UDP string `yaml:"udp"`
+}
+
+// setScalar sets both actions from the one-action form.
+func (f *FailureActions) setScalar(n *yaml.Node) error {
+	const want = "reset, migrate or keep (or a mapping {tcp: ..., udp: ...})"
+	s, err := scalar(n, want)
+	if err != nil {
+		return err
+	}
+	if !isFailureAction(s) {
+		return badValue(n, "want %s, got %q", want, s)
+	}
+	f.TCP, f.UDP = s, s
+	return nil
+}
+
+func isFailureAction(s string) bool {
+	return s == FailureReset || s == FailureMigrate || s == FailureKeep
+}
+
+// String returns "tcp A, udp B".
+func (f FailureActions) String() string { return "tcp " + f.TCP + ", udp " + f.UDP }
 
 // Balance configures the weighted choice among uplinks.
 type Balance struct {
 	// Affinity picks the flow fields that pin a choice: flow (default),
 	// src-dst or src.
 	Affinity policy.Affinity `yaml:"affinity"`
+	// Preempt moves flows back when a preferred uplink returns: flows on
+	// less preferred uplinks that the policy would now place on it are
+	// moved (UDP and ICMP re-pinned, TCP reset). False (default): existing
+	// flows stay where they are; only new flows prefer the returning
+	// uplink.
+	Preempt bool `yaml:"preempt"`
 }
 
 // Rule restricts the uplinks of matching new flows; the first matching rule
@@ -178,28 +251,85 @@ func (r *Rule) setLine(l int) { r.line = l }
 // Line returns the configuration line the rule was defined on.
 func (r *Rule) Line() int { return r.line }
 
-// Probes configures the health probes sent through each uplink. Parsed and
-// validated now, used by a later version.
+// What a degraded uplink does (Probes.Degraded).
+const (
+	// DegradedKeep keeps the uplink's weight: degraded is only reported.
+	DegradedKeep = "keep"
+	// DegradedWeight makes the uplink carry half its weight of new flows.
+	DegradedWeight = "weight"
+	// DegradedDown counts the uplink as down (OnFailure applies).
+	DegradedDown = "down"
+)
+
+// Initial states of an uplink before its first probe round (Probes.Initial).
+const (
+	// InitialUp: the uplink carries flows as soon as it has carrier and an
+	// address; a dead ISP is found within DownAfter × Interval.
+	InitialUp = "up"
+	// InitialDown: the uplink carries flows only after UpAfter good rounds.
+	InitialDown = "down"
+)
+
+// Probes configures the health probes sent through each uplink. An uplink
+// is down while its device lacks carrier or an IPv4 address; otherwise its
+// state follows the probe rounds: one round every Interval sends one probe
+// to each target, and succeeds when at least MinOK answer within Timeout.
 type Probes struct {
-	// Targets default to 1.1.1.1 and 8.8.8.8.
-	Targets []Addr `yaml:"targets"`
-	// Interval between probes, default 500ms.
+	// Targets default to 1.1.1.1 and 8.8.8.8 (ICMP echo). Empty (written
+	// "targets: []") disables probing: the uplink's health is then its
+	// carrier and address only.
+	Targets []ProbeTarget `yaml:"targets"`
+	// MinOK targets of a round must answer for the round to succeed,
+	// 1..len(Targets), default 1.
+	MinOK int `yaml:"min_ok"`
+	// Interval between rounds, default 500ms.
 	Interval Duration `yaml:"interval"`
 	// Timeout of one probe, default 1s.
 	Timeout Duration `yaml:"timeout"`
-	// DownAfter consecutive failures mark the uplink down, default 3.
+	// DownAfter consecutive failed rounds mark the uplink down, default 3.
 	DownAfter int `yaml:"down_after"`
-	// UpAfter consecutive successes mark it up again, default 5.
+	// UpAfter consecutive successful rounds mark it up again, default 5.
 	UpAfter int `yaml:"up_after"`
+	// LatencyMax: a round whose answers (the MinOK fastest) take longer is
+	// slow; 0 (default) turns the latency check off.
+	LatencyMax Duration `yaml:"latency_max"`
+	// LossMax: a round after which more than this share of the probes
+	// sent in the last LossWindow rounds went unanswered is lossy; 0
+	// (default) turns the loss check off.
+	LossMax Fraction `yaml:"loss_max"`
+	// LossWindow is the number of rounds the loss is measured over,
+	// default 20.
+	LossWindow int `yaml:"loss_window"`
+	// DegradedAfter consecutive slow or lossy rounds mark an up uplink
+	// degraded, default 3.
+	DegradedAfter int `yaml:"degraded_after"`
+	// RecoverAfter consecutive rounds neither slow nor lossy end the
+	// degraded state, default 5.
+	RecoverAfter int `yaml:"recover_after"`
+	// Degraded is what a degraded uplink does: DegradedKeep (default),
+	// DegradedWeight or DegradedDown.
+	Degraded string `yaml:"degraded"`
+	// Initial is the state before the first probe round: InitialUp
+	// (default) or InitialDown.
+	Initial string `yaml:"initial"`
 }
 
-// Control configures the control socket and metrics.
+// Probing reports whether probes are sent (Targets is not empty).
+func (p *Probes) Probing() bool { return len(p.Targets) > 0 }
+
+// DegradeChecks reports whether a latency or loss threshold is set.
+func (p *Probes) DegradeChecks() bool { return p.LatencyMax > 0 || p.LossMax > 0 }
+
+// Control configures the control socket, metrics and event ring.
 type Control struct {
 	// Socket is the root-only unix socket of the control API, default
 	// /run/wanflow/wanflow.sock.
 	Socket string `yaml:"socket"`
 	// Metrics is the Prometheus listen address, default 127.0.0.1:9469.
 	Metrics AddrPort `yaml:"metrics"`
+	// Events is the size of the in-memory ring of uplink events (state
+	// changes with their cause and timing), 16..1000000, default 1024.
+	Events int `yaml:"events"`
 }
 
 // Dataplane configures the userspace packet path.
@@ -278,15 +408,25 @@ func Default() *Config {
 	return &Config{
 		Balance: Balance{Affinity: policy.AffinityFlow},
 		Probes: Probes{
-			Targets:   []Addr{{netip.MustParseAddr("1.1.1.1")}, {netip.MustParseAddr("8.8.8.8")}},
-			Interval:  Duration(500 * time.Millisecond),
-			Timeout:   Duration(time.Second),
-			DownAfter: 3,
-			UpAfter:   5,
+			Targets: []ProbeTarget{
+				{Kind: ProbeICMP, Addr: netip.MustParseAddrPort("1.1.1.1:0")},
+				{Kind: ProbeICMP, Addr: netip.MustParseAddrPort("8.8.8.8:0")},
+			},
+			MinOK:         1,
+			Interval:      Duration(500 * time.Millisecond),
+			Timeout:       Duration(time.Second),
+			DownAfter:     3,
+			UpAfter:       5,
+			LossWindow:    20,
+			DegradedAfter: 3,
+			RecoverAfter:  5,
+			Degraded:      DegradedKeep,
+			Initial:       InitialUp,
 		},
 		Control: Control{
 			Socket:  "/run/wanflow/wanflow.sock",
 			Metrics: AddrPort{netip.MustParseAddrPort("127.0.0.1:9469")},
+			Events:  1024,
 		},
 		Dataplane: Dataplane{
 			TUN:      "wf0",

@@ -60,8 +60,8 @@ uplinks:
     interface: ppp0
     tier: 3
     weight: 3
-    on_down: wvdial 3g
-    on_down_every: 30s
+    while_down: wvdial 3g
+    retry: 30s
 balance:
   affinity: src-dst
 dataplane:
@@ -168,11 +168,29 @@ func TestDefaults(t *testing.T) {
 	if u := c.Uplinks[0]; u.Tier != 1 || u.Weight != 1 || u.Gateway.IsValid() || u.MTU != 0 {
 		t.Errorf("uplink defaults = %+v", u)
 	}
-	p := c.Probes
-	if len(p.Targets) != 2 || time.Duration(p.Interval) != 500*time.Millisecond || time.Duration(p.Timeout) != time.Second || p.DownAfter != 3 || p.UpAfter != 5 {
-		t.Errorf("Probes = %+v", p)
+	wantProbes := Probes{
+		Targets: []ProbeTarget{
+			{Kind: ProbeICMP, Addr: netip.MustParseAddrPort("1.1.1.1:0")},
+			{Kind: ProbeICMP, Addr: netip.MustParseAddrPort("8.8.8.8:0")},
+		},
+		MinOK: 1, Interval: Duration(500 * time.Millisecond), Timeout: Duration(time.Second),
+		DownAfter: 3, UpAfter: 5, LossWindow: 20, DegradedAfter: 3, RecoverAfter: 5,
+		Degraded: DegradedKeep, Initial: InitialUp,
 	}
-	if c.Control.Socket != "/run/wanflow/wanflow.sock" || c.Control.Metrics.String() != "127.0.0.1:9469" {
+	if !reflect.DeepEqual(c.Probes, wantProbes) {
+		t.Errorf("Probes = %+v\nwant %+v", c.Probes, wantProbes)
+	}
+	if !reflect.DeepEqual(c.Uplinks[0].Probes, wantProbes) {
+		t.Errorf("uplink Probes = %+v\nwant %+v", c.Uplinks[0].Probes, wantProbes)
+	}
+	if u := c.Uplinks[0]; u.OnFailure != (FailureActions{TCP: "reset", UDP: "migrate"}) || time.Duration(u.Retry) != 30*time.Second ||
+		time.Duration(u.HookTimeout) != time.Minute || u.HookShell || u.ResolvFile != "" || u.OnDown != "" || u.OnUp != "" || u.WhileDown != "" {
+		t.Errorf("uplink hook/failure defaults = %+v", u)
+	}
+	if c.Balance.Preempt {
+		t.Error("Preempt defaults to true")
+	}
+	if c.Control.Socket != "/run/wanflow/wanflow.sock" || c.Control.Metrics.String() != "127.0.0.1:9469" || c.Control.Events != 1024 {
 		t.Errorf("Control = %+v", c.Control)
 	}
 	if c.LAN.DHCP != nil || c.LAN.DNS != nil {
@@ -203,7 +221,7 @@ func TestParseRaspberryPi(t *testing.T) {
 		g4.Probes.UpAfter != 5 || time.Duration(g4.Probes.Timeout) != time.Second || len(g4.Probes.Targets) != 2 {
 		t.Errorf("4g probes = %+v", g4.Probes)
 	}
-	if g3.Gateway.IsValid() || g3.OnDown != "wvdial 3g" || time.Duration(g3.OnDownEvery) != 30*time.Second {
+	if g3.Gateway.IsValid() || g3.WhileDown != "wvdial 3g" || g3.OnDown != "" || time.Duration(g3.Retry) != 30*time.Second {
 		t.Errorf("3g = %+v", g3)
 	}
 	if c.Balance.Affinity != policy.AffinitySrcDst || c.Dataplane.Workers != 4 || c.Kernel.UplinkTable(2) != 203 {
@@ -227,8 +245,10 @@ func TestParseRaspberryPi(t *testing.T) {
 		"  [0] adsl: interface eth0, tier 1, weight 8, table 201\n      on the LAN segment",
 		"      ip route replace default via 192.168.42.129 dev usb0 onlink table 202 proto 167\n",
 		"      ip route replace default [via <gateway learned on ppp0> onlink] dev ppp0 table 203 proto 167\n",
-		`      on down: "wvdial 3g" (every 30s while down)`,
-		"      probes 1.1.1.1, 8.8.8.8 every 2s, timeout 1s, down after 2, up after 5\n",
+		"      while down: \"wvdial 3g\", every 30s\n      hooks run without a shell (split into words, no expansion), timeout 1m0s\n",
+		"      probes icmp:1.1.1.1, icmp:8.8.8.8 (1 of 2 must answer) every 2s, timeout 1s, down after 2, up after 5, initially up\n",
+		"      degraded: off (no latency_max or loss_max)\n",
+		"      on failure: tcp reset, udp migrate (udp covers icmp)\n",
 		"  workers: 4\n",
 		"  affinity src-dst\n",
 	} {
@@ -264,7 +284,10 @@ func TestPlan(t *testing.T) {
 		"  tier 1 (while up): adsl weight 8 (100.0%)\n",
 		"  tier 2 (only while every lower tier is down): 4g weight 6 (100.0%)\n",
 		"    0 voip: src 10.77.0.50/32 proto udp dst_ports 5060, 10000-20000 -> adsl\n",
-		"  socket /run/wanflow/wanflow.sock, metrics 127.0.0.1:9469\n",
+		"  socket /run/wanflow/wanflow.sock, metrics 127.0.0.1:9469, event ring 1024\n",
+		"  no preempt: when a preferred uplink returns, only new flows use it; existing flows stay where they are\n",
+		"      on down: \"wvdial 3g\"\n      hooks run without a shell (split into words, no expansion), timeout 1m0s\n",
+		"      dns 192.168.1.1\n",
 		"  dhcp range 10.77.0.100-10.77.0.199, lease 12h0m0s",
 	} {
 		if !strings.Contains(plan, want) {

@@ -32,6 +32,15 @@ type defaulter interface{ setDefaults() }
 // liner is implemented by types that remember the line they were defined on.
 type liner interface{ setLine(int) }
 
+// scalarSetter is implemented by mapping types that also accept a scalar
+// shorthand (on_failure: reset); setScalar returns a *valueError.
+type scalarSetter interface{ setScalar(*yaml.Node) error }
+
+// replaced names keys of earlier versions and what replaced them.
+var replaced = map[string]string{
+	"on_down_every": "replaced by while_down (the command) and retry (its period)",
+}
+
 var (
 	unmarshalerType     = reflect.TypeFor[yaml.Unmarshaler]()
 	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
@@ -118,6 +127,12 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 
 	switch v.Kind() {
 	case reflect.Struct:
+		if ss, ok := v.Addr().Interface().(scalarSetter); ok && n.Kind == yaml.ScalarNode {
+			if err := ss.setScalar(n); err != nil {
+				d.problem(line, path, "%s", err.(*valueError).msg)
+			}
+			return
+		}
 		d.decodeStruct(n, v, path)
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
@@ -208,6 +223,10 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		seen[k.Value] = k.Line
 		fi, ok := index[k.Value]
 		if !ok {
+			if why, ok := replaced[k.Value]; ok {
+				d.problem(k.Line, kp, "unknown key (%s)", why)
+				continue
+			}
 			d.problem(k.Line, kp, "unknown key (want one of: %s)", strings.Join(keys, ", "))
 			continue
 		}

@@ -12,6 +12,8 @@ func FuzzParse(f *testing.F) {
 	for _, s := range []string{
 		designExample,
 		raspberryPi,
+		healthExample,
+		okHead + "  - { name: b, interface: e1, on_failure: {udp: keep}, while_down: \"a 'b c'\", probes: {targets: [dns, \"http://h/\"], min_ok: 2} }\n",
 		okHead,
 		okHead + "rules:\n  - { uplinks: [adsl], dst_ports: [\"5060\", \"10000-20000\"] }\n",
 		"lan: {interface: lan0}\nuplinks: [{name: a, interface: eth0}]\n",

@@ -58,28 +58,21 @@ func (c *Config) Plan() string {
 		}
 		pf("      ip route replace <%s subnet> dev %s scope link src %s table %d proto %d\n", u.Interface, u.Interface, addr, k.UplinkTable(i), proto)
 		var extra []string
-		if len(u.DNS) > 0 {
+		switch {
+		case len(u.DNS) > 0:
 			extra = append(extra, "dns "+joinStrings(u.DNS))
-		} else {
+		case u.ResolvFile != "":
+			extra = append(extra, "dns from the nameserver lines of "+u.ResolvFile)
+		default:
 			extra = append(extra, "dns learned")
 		}
 		if u.MTU != 0 {
 			extra = append(extra, fmt.Sprintf("mtu %d", u.MTU))
 		}
 		pf("      %s\n", strings.Join(extra, ", "))
-		p := u.Probes
-		pf("      probes %s every %v, timeout %v, down after %d, up after %d\n",
-			joinStrings(p.Targets), p.Interval, p.Timeout, p.DownAfter, p.UpAfter)
-		if u.OnDown != "" {
-			every := "once"
-			if u.OnDownEvery != 0 {
-				every = "every " + u.OnDownEvery.String() + " while down"
-			}
-			pf("      on down: %q (%s)\n", u.OnDown, every)
-		}
-		if u.OnUp != "" {
-			pf("      on up: %q\n", u.OnUp)
-		}
+		planProbes(&b, &u.Probes)
+		pf("      on failure: %s (udp covers icmp)\n", u.OnFailure)
+		planHooks(&b, &u)
 	}
 
 	pf("\nnftables\n")
@@ -107,6 +100,11 @@ func (c *Config) Plan() string {
 
 	pf("\nPolicy\n")
 	pf("  affinity %s\n", c.Balance.Affinity)
+	if c.Balance.Preempt {
+		pf("  preempt: when a preferred uplink returns, flows on less preferred uplinks move back to it (udp re-pinned, tcp reset)\n")
+	} else {
+		pf("  no preempt: when a preferred uplink returns, only new flows use it; existing flows stay where they are\n")
+	}
 	tiers := map[int][]int{}
 	var order []int
 	for i, u := range c.Uplinks {
@@ -142,7 +140,7 @@ func (c *Config) Plan() string {
 	}
 
 	pf("\nControl\n")
-	pf("  socket %s, metrics %v\n", c.Control.Socket, c.Control.Metrics)
+	pf("  socket %s, metrics %v, event ring %d\n", c.Control.Socket, c.Control.Metrics, c.Control.Events)
 
 	if len(c.Warnings) > 0 {
 		pf("\nWarnings\n")
@@ -151,6 +149,55 @@ func (c *Config) Plan() string {
 		}
 	}
 	return b.String()
+}
+
+// planProbes writes an uplink's probe settings.
+func planProbes(b *strings.Builder, p *Probes) {
+	if !p.Probing() {
+		b.WriteString("      probes: none (targets: []); health is carrier and address only\n")
+		return
+	}
+	fmt.Fprintf(b, "      probes %s (%d of %d must answer) every %v, timeout %v, down after %d, up after %d, initially %s\n",
+		joinStrings(p.Targets), p.MinOK, len(p.Targets), p.Interval, p.Timeout, p.DownAfter, p.UpAfter, p.Initial)
+	if !p.DegradeChecks() {
+		b.WriteString("      degraded: off (no latency_max or loss_max)\n")
+		return
+	}
+	var when []string
+	if p.LatencyMax > 0 {
+		when = append(when, "latency over "+p.LatencyMax.String())
+	}
+	if p.LossMax > 0 {
+		when = append(when, fmt.Sprintf("loss over %v of %d rounds", p.LossMax, p.LossWindow))
+	}
+	what := map[string]string{
+		DegradedKeep:   "keeps its weight",
+		DegradedWeight: "carries half its weight",
+		DegradedDown:   "counts as down",
+	}[p.Degraded]
+	fmt.Fprintf(b, "      degraded after %d rounds with %s, recovers after %d: %s (%s)\n",
+		p.DegradedAfter, strings.Join(when, " or "), p.RecoverAfter, p.Degraded, what)
+}
+
+// planHooks writes an uplink's hooks.
+func planHooks(b *strings.Builder, u *Uplink) {
+	if u.OnDown == "" && u.OnUp == "" && u.WhileDown == "" {
+		return
+	}
+	if u.OnDown != "" {
+		fmt.Fprintf(b, "      on down: %q\n", u.OnDown)
+	}
+	if u.WhileDown != "" {
+		fmt.Fprintf(b, "      while down: %q, every %v\n", u.WhileDown, u.Retry)
+	}
+	if u.OnUp != "" {
+		fmt.Fprintf(b, "      on up: %q\n", u.OnUp)
+	}
+	how := "without a shell (split into words, no expansion)"
+	if u.HookShell {
+		how = "with /bin/sh -c"
+	}
+	fmt.Fprintf(b, "      hooks run %s, timeout %v\n", how, u.HookTimeout)
 }
 
 func ruleMatch(r Rule) string {

@@ -3,6 +3,8 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -257,3 +259,177 @@ func (p Proto) MarshalYAML() (any, error) { return p.String(), nil }
 
 // String returns "tcp", "udp", "icmp", "any" or the protocol number.
 func (p Proto) String() string { return policy.ProtoName(uint8(p)) }
+
+// Kinds of probe targets (ProbeTarget.Kind).
+const (
+	// ProbeICMP is an ICMP echo request to ProbeTarget.Addr.
+	ProbeICMP = "icmp"
+	// ProbeDNS is a DNS query to ProbeTarget.Addr, or to the uplink's own
+	// DNS servers when ProbeTarget.UplinkDNS is set.
+	ProbeDNS = "dns"
+	// ProbeHTTP is an HTTP or HTTPS GET of ProbeTarget.URL.
+	ProbeHTTP = "http"
+)
+
+// ProbeTarget is one health probe target, written:
+//
+//	1.1.1.1, icmp:1.1.1.1           ICMP echo
+//	dns                             a DNS query to the uplink's own DNS servers
+//	dns:9.9.9.9, dns:9.9.9.9:5353   a DNS query to that server (port 53 by default)
+//	http://1.1.1.1/, https://host/  an HTTP(S) GET; a host name is resolved through the uplink
+type ProbeTarget struct {
+	// Kind is ProbeICMP, ProbeDNS or ProbeHTTP.
+	Kind string
+	// Addr is the address probed: for ProbeICMP the address with port 0;
+	// for ProbeDNS the server and port, zero when UplinkDNS; for ProbeHTTP
+	// the URL's IP literal and port (80 or 443 unless given), zero when the
+	// URL names a host.
+	Addr netip.AddrPort
+	// URL is the URL of a ProbeHTTP target, as written; "" otherwise.
+	URL string
+	// UplinkDNS is set for the target "dns": query the uplink's DNS
+	// servers (Uplink.DNS, else those learned from Uplink.ResolvFile).
+	UplinkDNS bool
+}
+
+const probeTargetSyntax = "a probe target (ADDR, icmp:ADDR, dns, dns:ADDR[:PORT], http://... or https://...)"
+
+// hostName matches a DNS host name: dot-separated labels of letters,
+// digits, '-' and '_', not starting or ending with '-'.
+var hostName = regexp.MustCompile(`^([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)*[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.?$`)
+
+// UnmarshalYAML implements yaml.Unmarshaler; bad values carry their line.
+// Address families and unicast-ness are checked by Parse.
+func (t *ProbeTarget) UnmarshalYAML(n *yaml.Node) error {
+	s, err := scalar(n, probeTargetSyntax)
+	if err != nil {
+		return err
+	}
+	kind, rest, _ := strings.Cut(s, ":")
+	switch strings.ToLower(kind) {
+	case "http", "https":
+		u, err := url.Parse(s)
+		if err != nil || !strings.HasPrefix(rest, "//") || u.Host == "" || u.Hostname() == "" {
+			return badValue(n, "want a URL like http://1.1.1.1/ or https://example.com/, got %q", s)
+		}
+		var port uint64 = 80
+		if strings.EqualFold(kind, "https") {
+			port = 443
+		}
+		if p := u.Port(); p != "" {
+			port, err = strconv.ParseUint(p, 10, 16)
+			if err != nil || port == 0 {
+				return badValue(n, "want a port 1..65535 in %q", s)
+			}
+		}
+		*t = ProbeTarget{Kind: ProbeHTTP, URL: s}
+		host := u.Hostname()
+		if a, err := netip.ParseAddr(host); err == nil {
+			t.Addr = netip.AddrPortFrom(a, uint16(port))
+		} else if len(host) > 253 || !hostName.MatchString(host) || allDigits(lastLabel(host)) {
+			return badValue(n, "want an IPv4 address or a host name in %q, got %q", s, host)
+		}
+		return nil
+	case "dns":
+		if s == "dns" {
+			*t = ProbeTarget{Kind: ProbeDNS, UplinkDNS: true}
+			return nil
+		}
+		if kind != "dns" {
+			break
+		}
+		if ap, err := netip.ParseAddrPort(rest); err == nil && ap.Port() != 0 {
+			*t = ProbeTarget{Kind: ProbeDNS, Addr: ap}
+			return nil
+		}
+		if a, err := netip.ParseAddr(rest); err == nil {
+			*t = ProbeTarget{Kind: ProbeDNS, Addr: netip.AddrPortFrom(a, 53)}
+			return nil
+		}
+		return badValue(n, "want dns, dns:ADDR or dns:ADDR:PORT (port 1..65535), got %q", s)
+	case "icmp":
+		if kind != "icmp" {
+			break
+		}
+		a, err := netip.ParseAddr(rest)
+		if err != nil {
+			return badValue(n, "want icmp:ADDR, got %q", s)
+		}
+		*t = ProbeTarget{Kind: ProbeICMP, Addr: netip.AddrPortFrom(a, 0)}
+		return nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return badValue(n, "want %s, got %q", probeTargetSyntax, s)
+	}
+	*t = ProbeTarget{Kind: ProbeICMP, Addr: netip.AddrPortFrom(a, 0)}
+	return nil
+}
+
+func lastLabel(host string) string {
+	host = strings.TrimSuffix(host, ".")
+	return host[strings.LastIndexByte(host, '.')+1:]
+}
+
+func allDigits(s string) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// MarshalYAML implements yaml.Marshaler.
+func (t ProbeTarget) MarshalYAML() (any, error) { return t.String(), nil }
+
+// String returns the target in its canonical written form: "icmp:1.1.1.1",
+// "dns", "dns:9.9.9.9" (":PORT" unless 53) or the URL.
+func (t ProbeTarget) String() string {
+	switch t.Kind {
+	case ProbeICMP:
+		return "icmp:" + t.Addr.Addr().String()
+	case ProbeDNS:
+		switch {
+		case t.UplinkDNS:
+			return "dns"
+		case t.Addr.Port() == 53:
+			return "dns:" + t.Addr.Addr().String()
+		}
+		return "dns:" + t.Addr.String()
+	case ProbeHTTP:
+		return t.URL
+	}
+	return "<none>"
+}
+
+// Fraction is a share 0..1, written as a percentage ("20%") or a fraction
+// (0.2).
+type Fraction float64
+
+// UnmarshalYAML implements yaml.Unmarshaler; bad values carry their line.
+func (f *Fraction) UnmarshalYAML(n *yaml.Node) error {
+	const want = `want a percentage like "20%" or a fraction 0..1 like 0.2`
+	s, err := scalar(n, want)
+	if err != nil {
+		return err
+	}
+	num, pct := strings.CutSuffix(strings.TrimSpace(s), "%")
+	v, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+	if pct {
+		v /= 100
+	}
+	if err != nil || !(v >= 0 && v <= 1) { // also rejects NaN
+		return badValue(n, "%s, got %q", want, s)
+	}
+	*f = Fraction(v)
+	return nil
+}
+
+// MarshalYAML implements yaml.Marshaler.
+func (f Fraction) MarshalYAML() (any, error) { return f.String(), nil }
+
+// String returns f as a percentage, e.g. "20%".
+func (f Fraction) String() string {
+	return strconv.FormatFloat(float64(f)*100, 'f', -1, 64) + "%"
+}

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net/netip"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -234,14 +235,57 @@ func (v *validator) validateUplinks() {
 		if u.MTU != 0 {
 			v.intRange(p+".mtu", u.MTU, 576, 65535)
 		}
-		if u.OnDownEvery != 0 {
-			v.durRange(p+".on_down_every", u.OnDownEvery, time.Second, 24*time.Hour)
-			if u.OnDown == "" {
-				v.errorf(p+".on_down_every", "needs on_down")
+		if v.present(p + ".resolv_file") {
+			switch {
+			case !filepath.IsAbs(u.ResolvFile):
+				v.errorf(p+".resolv_file", "want an absolute path, got %q", u.ResolvFile)
+			case len(u.DNS) > 0:
+				v.warnf(p+".resolv_file", "not read: %s.dns is set", p)
 			}
 		}
+		for _, x := range []struct{ key, val string }{{"tcp", u.OnFailure.TCP}, {"udp", u.OnFailure.UDP}} {
+			if !isFailureAction(x.val) {
+				v.errorf(p+".on_failure."+x.key, "want reset, migrate or keep, got %q", x.val)
+			}
+		}
+		v.command(p+".on_down", u.OnDown, u.HookShell)
+		v.command(p+".on_up", u.OnUp, u.HookShell)
+		v.command(p+".while_down", u.WhileDown, u.HookShell)
+		v.durRange(p+".retry", u.Retry, time.Second, 24*time.Hour)
+		if v.present(p+".retry") && u.WhileDown == "" {
+			v.errorf(p+".retry", "needs while_down (the command it re-runs)")
+		}
+		v.durRange(p+".hook_timeout", u.HookTimeout, time.Second, time.Hour)
 		v.inheritProbes(p+".probes", &u.Probes)
 		v.validateProbes(p+".probes", &u.Probes, true)
+	}
+}
+
+// command checks a hook command line. Without a shell it must split into
+// words (balanced quotes, see splitCommand); shell syntax in it, which
+// would be passed on literally, is a warning.
+func (v *validator) command(path, cmd string, shell bool) {
+	if !v.present(path) {
+		return
+	}
+	if strings.IndexByte(cmd, 0) >= 0 {
+		v.errorf(path, "contains a NUL byte")
+		return
+	}
+	if shell {
+		if strings.TrimSpace(cmd) == "" {
+			v.errorf(path, "empty command")
+		}
+		return
+	}
+	words, meta, err := splitCommand(cmd)
+	switch {
+	case err != nil:
+		v.errorf(path, "%v (the command is split into words like a POSIX shell does, without a shell: hook_shell is false)", err)
+	case len(words) == 0 || words[0] == "":
+		v.errorf(path, "empty command")
+	case meta != 0:
+		v.warnf(path, "%q is shell syntax but hook_shell is false: the command is run without a shell, which passes it on literally as (part of) an argument; set hook_shell: true, or quote it", string(meta))
 	}
 }
 
@@ -255,36 +299,54 @@ func inPrefixes(a netip.Addr, ps []Prefix) bool {
 }
 
 // inheritProbes fills the probe settings an uplink does not give from the
-// global probes block.
+// global probes block. A targets key given with no value is absent.
 func (v *validator) inheritProbes(path string, p *Probes) {
-	g := v.c.Probes
-	if !v.present(path + ".targets") {
-		p.Targets = g.Targets
+	g := reflect.ValueOf(&v.c.Probes).Elem()
+	u := reflect.ValueOf(p).Elem()
+	keys, index := yamlFields(g.Type())
+	for _, k := range keys {
+		if !v.present(path+"."+k) || k == "targets" && p.Targets == nil {
+			u.Field(index[k]).Set(g.Field(index[k]))
+		}
 	}
-	if !v.present(path + ".interval") {
-		p.Interval = g.Interval
-	}
-	if !v.present(path + ".timeout") {
-		p.Timeout = g.Timeout
-	}
-	if !v.present(path + ".down_after") {
-		p.DownAfter = g.DownAfter
-	}
-	if !v.present(path + ".up_after") {
-		p.UpAfter = g.UpAfter
-	}
+	p.Targets = slices.Clone(p.Targets)
 }
 
 // validateProbes checks a probes block; with onlyGiven, only the settings
-// written in the file at path (the rest were inherited and checked once).
+// written in the file at path (the rest were inherited and checked once),
+// and how they combine with the inherited ones.
 func (v *validator) validateProbes(path string, p *Probes, onlyGiven bool) {
-	check := func(key string) bool { return !onlyGiven || v.present(path+"."+key) }
+	given := func(key string) bool { return v.present(path + "." + key) }
+	check := func(key string) bool { return !onlyGiven || given(key) }
 	if check("targets") {
-		if len(p.Targets) == 0 {
-			v.errorf(path+".targets", "at least one target is required")
+		seen := map[string]int{}
+		for i, t := range p.Targets {
+			tp := fmt.Sprintf("%s.targets[%d]", path, i)
+			if t.Addr.Addr().IsValid() {
+				v.unicast4(tp, t.Addr.Addr())
+				if t.Addr.Addr().IsLoopback() {
+					v.errorf(tp, "%v is a loopback address: the router itself would answer", t.Addr.Addr())
+				}
+			}
+			if j, dup := seen[t.String()]; dup {
+				v.errorf(tp, "target %s listed twice (first at line %d)", t, v.line(fmt.Sprintf("%s.targets[%d]", path, j)))
+			} else {
+				seen[t.String()] = i
+			}
 		}
-		for i, a := range p.Targets {
-			v.unicast4(fmt.Sprintf("%s.targets[%d]", path, i), a.Addr)
+	}
+	if check("min_ok") || check("targets") {
+		mp := path + ".min_ok"
+		if !given("min_ok") && given("targets") {
+			mp = path + ".targets"
+		}
+		switch n := len(p.Targets); {
+		case p.MinOK < 1:
+			if !onlyGiven || given("min_ok") { // else reported under probes
+				v.errorf(mp, "must be at least 1, got %d", p.MinOK)
+			}
+		case n > 0 && p.MinOK > n:
+			v.errorf(mp, "min_ok %d is more than the %d targets", p.MinOK, n)
 		}
 	}
 	if check("interval") {
@@ -293,11 +355,29 @@ func (v *validator) validateProbes(path string, p *Probes, onlyGiven bool) {
 	if check("timeout") {
 		v.durRange(path+".timeout", p.Timeout, 10*time.Millisecond, 30*time.Second)
 	}
-	if check("down_after") {
-		v.intRange(path+".down_after", p.DownAfter, 1, 100)
+	for _, x := range []struct {
+		key string
+		val int
+		max int
+	}{
+		{"down_after", p.DownAfter, 100},
+		{"up_after", p.UpAfter, 100},
+		{"loss_window", p.LossWindow, 1000},
+		{"degraded_after", p.DegradedAfter, 100},
+		{"recover_after", p.RecoverAfter, 100},
+	} {
+		if check(x.key) {
+			v.intRange(path+"."+x.key, x.val, 1, x.max)
+		}
 	}
-	if check("up_after") {
-		v.intRange(path+".up_after", p.UpAfter, 1, 100)
+	if check("latency_max") && p.LatencyMax != 0 {
+		v.durRange(path+".latency_max", p.LatencyMax, time.Millisecond, 30*time.Second)
+	}
+	if check("degraded") && p.Degraded != DegradedKeep && p.Degraded != DegradedWeight && p.Degraded != DegradedDown {
+		v.errorf(path+".degraded", "want keep, weight or down, got %q", p.Degraded)
+	}
+	if check("initial") && p.Initial != InitialUp && p.Initial != InitialDown {
+		v.errorf(path+".initial", "want up or down, got %q", p.Initial)
 	}
 }
 
@@ -354,6 +434,7 @@ func (v *validator) validateControl() {
 	if c.Metrics.Port() == 0 {
 		v.errorf("control.metrics", "port must not be 0")
 	}
+	v.intRange("control.events", c.Events, 16, 1000000)
 }
 
 func (v *validator) validateDataplane() {
