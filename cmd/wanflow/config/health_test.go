@@ -194,54 +194,11 @@ func TestFraction(t *testing.T) {
 	}
 }
 
-func TestSplitCommand(t *testing.T) {
-	tests := []struct {
-		in    string
-		words []string
-		meta  byte
-		err   string
-	}{
-		{"wvdial 3g", []string{"wvdial", "3g"}, 0, ""},
-		{"  a\t b\n c  ", []string{"a", "b", "c"}, 0, ""},
-		{`logger -t wanflow "adsl down"`, []string{"logger", "-t", "wanflow", "adsl down"}, 0, ""},
-		{`echo 'it''s' "a"'b'c`, []string{"echo", "its", "abc"}, 0, ""},
-		{`a '' ""`, []string{"a", "", ""}, 0, ""},
-		{`a\ b c\\d \'`, []string{"a b", `c\d`, "'"}, 0, ""},
-		{"a\\\nb", []string{"ab"}, 0, ""},
-		{`"a\"b\\c\d\$"`, []string{`a"b\c\d$`}, 0, ""},
-		{`'$HOME | x'`, []string{"$HOME | x"}, 0, ""},
-		{`"$HOME"`, []string{"$HOME"}, '$', ""},
-		{"cmd >/dev/null 2>&1", []string{"cmd", ">/dev/null", "2>&1"}, '>', ""},
-		{"a | b", []string{"a", "|", "b"}, '|', ""},
-		{"a b#c", []string{"a", "b#c"}, 0, ""},
-		{"a #c", []string{"a", "#c"}, '#', ""},
-		{"a\\|b", []string{"a|b"}, 0, ""},
-		{"", nil, 0, ""},
-		{"a 'b", nil, 0, "unterminated single quote"},
-		{`a "b\"`, nil, 0, "unterminated double quote"},
-		{`a b\`, nil, 0, "ends with a backslash"},
-	}
-	for _, tt := range tests {
-		words, meta, err := splitCommand(tt.in)
-		if tt.err != "" {
-			if err == nil || err.Error() != tt.err {
-				t.Errorf("splitCommand(%q) error = %v, want %q", tt.in, err, tt.err)
-			}
-			continue
-		}
-		if err != nil || !reflect.DeepEqual(words, tt.words) || meta != tt.meta {
-			t.Errorf("splitCommand(%q) = %q, %q, %v; want %q, %q", tt.in, words, meta, err, tt.words, tt.meta)
-		}
-	}
-}
-
 func TestHookWarnings(t *testing.T) {
-	c := mustParse(t, okHead+"  - name: 3g\n    interface: ppp0\n    while_down: wvdial 3g >/dev/null\n    on_up: echo $HOME\n"+
+	c := mustParse(t, okHead+"  - name: 3g\n    interface: ppp0\n    while_down: wvdial 3g '>/dev/null'\n    on_up: echo '$HOME'\n"+
 		"  - name: b\n    interface: e1\n    hook_shell: true\n    on_down: echo $HOME | logger\n"+
 		"  - name: c\n    interface: e2\n    dns: [100.64.3.1]\n    resolv_file: /run/e2.resolv\n")
 	want := []string{
-		`test.yaml: line 7: uplinks[1].while_down: ">" is shell syntax but hook_shell is false`,
-		`test.yaml: line 8: uplinks[1].on_up: "$" is shell syntax but hook_shell is false`,
 		"test.yaml: line 16: uplinks[3].resolv_file: not read: uplinks[3].dns is set",
 	}
 	if len(c.Warnings) != len(want) {
@@ -250,6 +207,14 @@ func TestHookWarnings(t *testing.T) {
 	for i, w := range want {
 		if !strings.HasPrefix(c.Warnings[i], w) {
 			t.Errorf("Warnings[%d] = %q, want prefix %q", i, c.Warnings[i], w)
+		}
+	}
+	// Unquoted shell syntax without hook_shell is refused, as the hook
+	// runner refuses it.
+	_, err := Parse([]byte(okHead+"  - name: 3g\n    interface: ppp0\n    while_down: wvdial 3g >/dev/null\n    on_up: echo $HOME\n"), "test.yaml")
+	for _, w := range []string{"line 7: uplinks[1].while_down: unquoted '>'", "line 8: uplinks[1].on_up: unquoted '$'"} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("error %v lacks %q", err, w)
 		}
 	}
 }
@@ -333,11 +298,11 @@ func TestBadHealthConfigs(t *testing.T) {
 		{"on_down_every is gone", up + "    on_down: wvdial 3g\n    on_down_every: 30s\n",
 			"test.yaml: line 8: uplinks[1].on_down_every: unknown key (replaced by while_down (the command) and retry (its period))"},
 		{"unbalanced quote", up + "    on_down: logger 'adsl down\n",
-			"test.yaml: line 7: uplinks[1].on_down: unterminated single quote (the command is split into words like a POSIX shell does, without a shell: hook_shell is false)"},
+			"test.yaml: line 7: uplinks[1].on_down: unterminated single quote at byte 7 (hook_shell is false: the command runs without a shell; quote the character or set hook_shell: true)"},
 		{"unbalanced double quote", up + "    while_down: \"wvdial \\\"3g\"\n",
 			"test.yaml: line 7: uplinks[1].while_down: unterminated double quote"},
 		{"trailing backslash", up + "    on_up: 'ip link set ppp0 up \\'\n",
-			"test.yaml: line 7: uplinks[1].on_up: ends with a backslash"},
+			"test.yaml: line 7: uplinks[1].on_up: backslash at end of line at byte 20 (hook_shell is false: the command runs without a shell; quote the character or set hook_shell: true)"},
 		{"empty command", up + "    on_up: '  '\n", "test.yaml: line 7: uplinks[1].on_up: empty command"},
 		{"empty command name", up + "    on_up: \"'' x\"\n", "test.yaml: line 7: uplinks[1].on_up: empty command"},
 		{"empty shell command", up + "    hook_shell: true\n    on_down: ' '\n", "test.yaml: line 8: uplinks[1].on_down: empty command"},

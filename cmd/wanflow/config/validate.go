@@ -1,6 +1,8 @@
 package config
 
 import (
+	"github.com/wanflow/wanflow/uplinks/hooks"
+
 	"fmt"
 	"maps"
 	"net/netip"
@@ -262,8 +264,9 @@ func (v *validator) validateUplinks() {
 }
 
 // command checks a hook command line. Without a shell it must split into
-// words (balanced quotes, see splitCommand); shell syntax in it, which
-// would be passed on literally, is a warning.
+// words exactly as the daemon's hook runner splits it (hooks.Split: like a
+// POSIX shell, without any expansion; shell syntax is refused rather than
+// passed on literally).
 func (v *validator) command(path, cmd string, shell bool) {
 	if !v.present(path) {
 		return
@@ -278,14 +281,12 @@ func (v *validator) command(path, cmd string, shell bool) {
 		}
 		return
 	}
-	words, meta, err := splitCommand(cmd)
+	words, err := hooks.Split(cmd)
 	switch {
 	case err != nil:
-		v.errorf(path, "%v (the command is split into words like a POSIX shell does, without a shell: hook_shell is false)", err)
+		v.errorf(path, "%v (hook_shell is false: the command runs without a shell; quote the character or set hook_shell: true)", err)
 	case len(words) == 0 || words[0] == "":
 		v.errorf(path, "empty command")
-	case meta != 0:
-		v.warnf(path, "%q is shell syntax but hook_shell is false: the command is run without a shell, which passes it on literally as (part of) an argument; set hook_shell: true, or quote it", string(meta))
 	}
 }
 
