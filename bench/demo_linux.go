@@ -13,8 +13,6 @@ import (
 
 	"github.com/wanflow/wanflow/bench/lab"
 	"github.com/wanflow/wanflow/bench/labrouter"
-	"github.com/wanflow/wanflow/cmd/wanflow/config"
-	"github.com/wanflow/wanflow/uplinks/policy"
 )
 
 // DemoConfig is the demo's uplink plan: two tier-1 uplinks weighted 8 and
@@ -108,27 +106,17 @@ func indent(s string) string {
 }
 
 // streamPorts picks, for each long-lived stream k, a local port whose flow
-// to server k the policy places on uplink want[k] while every uplink is up:
-// the choice is deterministic, so the demo can show streams on the uplink
-// that will fail and on the one that survives.
+// to server k the policy places on uplink want[k] while every uplink is up
+// (see PortFor), so the demo can show streams on the uplink that will fail
+// and on the one that survives.
 func streamPorts(l *lab.Lab, yaml string, want []int) ([]uint16, error) {
-	cfg, err := config.Parse([]byte(yaml), "demo")
-	if err != nil {
-		return nil, err
-	}
-	pol, err := cfg.Policy()
-	if err != nil {
-		return nil, err
-	}
 	var ports []uint16
 	for k, u := range want {
-		for p := uint16(41000 + 100*k); ; p++ {
-			d := pol.Choose(policy.Flow{Proto: 6, Src: l.HostAddrs[0].As4(), Dst: l.Servers[k].As4(), SrcPort: p, DstPort: lab.EchoPort})
-			if d.Uplink == u {
-				ports = append(ports, p)
-				break
-			}
+		p, err := PortFor(yaml, 6, l.HostAddrs[0], netip.AddrPortFrom(l.Servers[k], lab.EchoPort), u, uint16(41000+100*k))
+		if err != nil {
+			return nil, err
 		}
+		ports = append(ports, p)
 	}
 	return ports, nil
 }

@@ -160,3 +160,7 @@ func traceProbe(ns *lab.NS, dst netip.Addr, ttl int) (from netip.Addr, typ, code
 	}
 	return netip.Addr{}, 0, 0, errors.New("no ICMP answer")
 }
+
+func prefixNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)}
+}

@@ -25,8 +25,12 @@ import (
 	"github.com/wanflow/wanflow/flowtable"
 	"github.com/wanflow/wanflow/lan/steer"
 	"github.com/wanflow/wanflow/uplinks"
+	"github.com/wanflow/wanflow/uplinks/events"
+	"github.com/wanflow/wanflow/uplinks/health"
+	"github.com/wanflow/wanflow/uplinks/hooks"
 	"github.com/wanflow/wanflow/uplinks/nftguard"
 	"github.com/wanflow/wanflow/uplinks/policy"
+	"github.com/wanflow/wanflow/uplinks/supervise"
 )
 
 // daemon wires the packages together: the TUN device, the LAN steering, the
@@ -41,8 +45,14 @@ type daemon struct {
 	engine *dataplane.Engine
 	ports  flowtable.PortRange
 
-	mu       sync.Mutex // serialises applyStatus and guards what follows
+	ring    *events.Ring
+	sup     *supervise.Supervisor
+	stopLog context.CancelFunc
+	wg      sync.WaitGroup // the daemon's goroutines
+
+	mu       sync.Mutex // serialises applyViews and guards what follows
 	lastAddr []netip.Addr
+	views    []supervise.View
 	status   []uplinks.Status
 	linkHdr  map[int]string // uplink index → link-layer header last published
 }
@@ -144,55 +154,174 @@ func (d *daemon) start(ctx context.Context) error {
 		Priority:  cfg.Kernel.RulePriority,
 		Protocol:  cfg.Kernel.RouteProtocol,
 	}, d.log)
+	d.ring = events.NewRing(cfg.Control.Events)
+	sups, err := supervision(cfg)
+	if err != nil {
+		return err
+	}
+	d.sup, err = supervise.New(sups, d.log, d.ring, func(v []supervise.View, c []supervise.Change) {
+		if err := d.applyViews(v, c); err != nil {
+			d.log.Error("apply uplink state", "err", err)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	logCtx, logDone := context.WithCancel(context.Background())
+	d.stopLog = logDone
+	go d.routineLogEvents(logCtx)
 	st, err := d.mgr.Reconcile()
 	if err != nil {
 		// Partial kernel state is retried on the next event; a missing
 		// uplink device is normal (ppp0 before it dials).
 		d.log.Warn("uplinks: reconcile", "err", err)
 	}
-	if err := d.applyStatus(st); err != nil {
-		return err
-	}
+	d.sup.Kernel(st)
+	d.sup.Flush()
 	d.engine.Start()
-	go d.routineNeighbors(ctx)
+	d.wg.Add(3)
+	go func() { defer d.wg.Done(); d.routineNeighbors(ctx) }()
+	go func() { defer d.wg.Done(); d.sup.Run(ctx) }()
 	go func() {
-		if err := d.mgr.Run(ctx, func(st []uplinks.Status) {
-			if err := d.applyStatus(st); err != nil {
-				d.log.Error("apply uplink state", "err", err)
-			}
-		}); err != nil && ctx.Err() == nil {
+		defer d.wg.Done()
+		if err := d.mgr.Run(ctx, d.sup.Kernel); err != nil && ctx.Err() == nil {
 			d.log.Error("uplink monitor stopped", "err", err)
 		}
 	}()
 	return nil
 }
 
-// applyStatus publishes the uplinks' kernel state to the dataplane and
-// keeps wanflow's nftables table in step with the uplink addresses.
-func (d *daemon) applyStatus(st []uplinks.Status) error {
+// supervision builds each uplink's health, degraded and hook settings from
+// the config.
+func supervision(cfg *config.Config) ([]supervise.Uplink, error) {
+	var out []supervise.Uplink
+	for i, u := range cfg.Uplinks {
+		su := supervise.Uplink{
+			Name: u.Name,
+			Hooks: hooks.Spec{
+				OnDown: u.OnDown, OnUp: u.OnUp, WhileDown: u.WhileDown,
+				Retry: time.Duration(u.Retry), Timeout: time.Duration(u.HookTimeout), Shell: u.HookShell,
+			},
+		}
+		switch u.Probes.Degraded {
+		case config.DegradedWeight:
+			su.Degraded = supervise.DegradedWeight
+		case config.DegradedDown:
+			su.Degraded = supervise.DegradedDown
+		}
+		p := u.Probes
+		hc := health.Config{
+			MinOK:         p.MinOK,
+			Interval:      time.Duration(p.Interval),
+			Timeout:       time.Duration(p.Timeout),
+			DownAfter:     p.DownAfter,
+			UpAfter:       p.UpAfter,
+			LatencyMax:    time.Duration(p.LatencyMax),
+			LossMax:       float64(p.LossMax),
+			LossWindow:    p.LossWindow,
+			DegradedAfter: p.DegradedAfter,
+			RecoverAfter:  p.RecoverAfter,
+			EchoID:        uint16(100 + i),
+		}
+		if p.Initial == config.InitialUp {
+			hc.Initial = health.StateUp
+		}
+		for _, t := range p.Targets {
+			switch t.Kind {
+			case config.ProbeICMP:
+				hc.Targets = append(hc.Targets, health.Target{Kind: health.KindICMP, Addr: t.Addr})
+			case config.ProbeHTTP:
+				hc.Targets = append(hc.Targets, health.Target{Kind: health.KindHTTP, Addr: t.Addr, URL: t.URL})
+			case config.ProbeDNS:
+				if !t.UplinkDNS {
+					hc.Targets = append(hc.Targets, health.Target{Kind: health.KindDNS, Addr: t.Addr})
+					continue
+				}
+				for _, a := range uplinkDNS(u) {
+					hc.Targets = append(hc.Targets, health.Target{Kind: health.KindDNS, Addr: netip.AddrPortFrom(a, 53)})
+				}
+			}
+		}
+		if hc.MinOK > len(hc.Targets) {
+			hc.MinOK = len(hc.Targets)
+		}
+		su.Probe = len(hc.Targets) > 0
+		su.Health = hc
+		out = append(out, su)
+	}
+	return out, nil
+}
+
+// uplinkDNS returns uplink u's DNS servers: configured, else the
+// nameserver lines of its resolv file (read at start).
+func uplinkDNS(u config.Uplink) []netip.Addr {
+	var out []netip.Addr
+	for _, a := range u.DNS {
+		out = append(out, a.Addr)
+	}
+	if len(out) > 0 || u.ResolvFile == "" {
+		return out
+	}
+	b, err := os.ReadFile(u.ResolvFile)
+	if err != nil {
+		return nil
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "nameserver" {
+			if a, err := netip.ParseAddr(f[1]); err == nil && a.Is4() {
+				out = append(out, a)
+			}
+		}
+	}
+	return out
+}
+
+// routineLogEvents logs every event of the ring, one line each.
+func (d *daemon) routineLogEvents(ctx context.Context) {
+	for e := range d.ring.Subscribe(ctx, 256) {
+		events.Log(ctx, d.log, e)
+	}
+}
+
+// applyViews publishes the uplinks' state to the dataplane, keeps
+// wanflow's nftables table in step with the uplink addresses, and carries
+// out the failure actions of the uplinks that changed.
+//
+// nil views republishes the current ones (with fresh link headers).
+func (d *daemon) applyViews(views []supervise.View, changes []supervise.Change) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if views == nil {
+		views = d.views
+	}
 	pus := d.cfg.PolicyUplinks()
-	ups := make([]dataplane.Uplink, 0, len(st))
+	ups := make([]dataplane.Uplink, 0, len(views))
 	var addrs []netip.Addr
-	for _, s := range st {
+	st := make([]uplinks.Status, 0, len(views))
+	for _, v := range views {
+		s := v.Status
 		if s.Index < 0 || s.Index >= len(pus) {
 			continue
 		}
-		pus[s.Index].Available = s.Available
+		st = append(st, s)
+		pus[s.Index].Available = v.Available
+		if v.WeightFactor < 1 {
+			pus[s.Index].Weight = max(1, uint32(float64(pus[s.Index].Weight)*v.WeightFactor))
+		}
 		mtu := s.MTU
 		if m := d.cfg.Uplinks[s.Index].MTU; m > 0 && (mtu <= 0 || m < mtu) {
 			mtu = m // the configured MTU caps the link's, never raises it
 		}
 		ups = append(ups, dataplane.Uplink{
-			Index: s.Index, Name: s.Name, Ifindex: s.Ifindex, Addr: s.Addr, MTU: mtu, Available: s.Available,
+			Index: s.Index, Name: s.Name, Ifindex: s.Ifindex, Addr: s.Addr, MTU: mtu, Available: v.Available,
 			LinkHeader: d.linkHeader(s),
 		})
 		if s.Available && s.Addr.IsValid() {
 			addrs = append(addrs, s.Addr)
 		}
-		d.log.Debug("uplink", "name", s.Name, "interface", s.Interface, "addr", s.Addr, "carrier", s.Carrier, "available", s.Available)
 	}
+	d.views = views
 	d.status = st
 	pol, err := policy.New(pus, d.cfg.Balance.Affinity, d.cfg.PolicyRules())
 	if err != nil {
@@ -204,7 +333,39 @@ func (d *daemon) applyStatus(st []uplinks.Status) error {
 		}
 		d.lastAddr = append([]netip.Addr{}, addrs...)
 	}
-	return d.engine.Update(ups, pol)
+	if err := d.engine.Update(ups, pol); err != nil {
+		return err
+	}
+	for _, c := range changes {
+		d.act(c)
+	}
+	return nil
+}
+
+// act carries out what an uplink's change means for its flows.
+func (d *daemon) act(c supervise.Change) {
+	u := d.cfg.Uplinks[c.Index]
+	if c.Lost {
+		tcp, _ := dataplane.ParseAction(u.OnFailure.TCP)
+		udp, _ := dataplane.ParseAction(u.OnFailure.UDP)
+		start := time.Now()
+		r := d.engine.FailUplink(c.Index, false, tcp, udp)
+		d.ring.Add(events.Event{Kind: events.KindFailover, Uplink: u.Name, Cause: c.Cause, Duration: time.Since(start),
+			Detail: fmt.Sprintf("tcp %s, udp %s: %d reset, %d migrated, %d kept, %d ended", tcp, udp, r.Reset, r.Migrated, r.Kept, r.Ended)})
+		return
+	}
+	if c.Readdressed {
+		// The old address's NAT mappings are dead: end them (TCP) or
+		// place them again (UDP), whatever the failure actions say.
+		r := d.engine.FailUplink(c.Index, true, dataplane.ActionReset, dataplane.ActionMigrate)
+		d.ring.Add(events.Event{Kind: events.KindFailover, Uplink: u.Name, Cause: c.Cause,
+			Detail: fmt.Sprintf("readdressed: %d reset, %d migrated", r.Reset, r.Migrated)})
+	}
+	if c.Gained && d.cfg.Balance.Preempt {
+		r := d.engine.Rebalance(dataplane.ActionReset, dataplane.ActionMigrate)
+		d.ring.Add(events.Event{Kind: events.KindFailover, Uplink: u.Name, Cause: "preempt: " + c.Cause,
+			Detail: fmt.Sprintf("%d reset, %d migrated back", r.Reset, r.Migrated)})
+	}
 }
 
 func equalAddrs(a, b []netip.Addr) bool {
@@ -222,6 +383,10 @@ func equalAddrs(a, b []netip.Addr) bool {
 // stop removes everything start installed, in reverse order, and reports
 // every failure.
 func (d *daemon) stop() error {
+	// The monitor, the supervisor (probers, hooks) and the neighbour
+	// reader end with the signal's context; wait for them first, or the
+	// monitor could reinstall what is removed below.
+	d.wg.Wait()
 	var errs []error
 	if d.engine != nil {
 		errs = append(errs, d.engine.Close())
@@ -238,6 +403,9 @@ func (d *daemon) stop() error {
 	}
 	if d.h != nil {
 		d.h.Close()
+	}
+	if d.stopLog != nil {
+		d.stopLog()
 	}
 	return errors.Join(errs...)
 }
@@ -389,7 +557,7 @@ func (d *daemon) routineNeighbors(ctx context.Context) {
 		}
 		d.mu.Unlock()
 		if changed {
-			if err := d.applyStatus(st); err != nil {
+			if err := d.applyViews(nil, nil); err != nil {
 				d.log.Error("apply uplink state", "err", err)
 			}
 		}
