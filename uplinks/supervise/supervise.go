@@ -55,7 +55,9 @@ type Change struct {
 	// Readdressed: its address changed (flows NATed to the old one are
 	// dead). Several may be set at once.
 	Lost, Gained, Readdressed bool
-	Cause                     string
+	// Reweighted: its weight factor changed (degraded or recovered).
+	Reweighted bool
+	Cause      string
 }
 
 // Supervisor supervises every configured uplink.
@@ -217,7 +219,7 @@ func (s *Supervisor) healthChanged(i int, t health.Transition) {
 // change for the notifier.
 func (s *Supervisor) reevaluate(i int, cause string, readdressed bool) {
 	v := &s.views[i]
-	was := v.Available
+	was, wasFactor := v.Available, v.WeightFactor
 	h := v.Health
 	v.WeightFactor = 1
 	switch {
@@ -227,7 +229,7 @@ func (s *Supervisor) reevaluate(i int, cause string, readdressed bool) {
 		v.WeightFactor = 0.5
 	}
 	v.Available = v.Status.Available && h != health.StateDown
-	c := Change{Index: i, Readdressed: readdressed, Cause: cause}
+	c := Change{Index: i, Readdressed: readdressed, Reweighted: v.WeightFactor != wasFactor, Cause: cause}
 	if was != v.Available {
 		v.Since = time.Now()
 		c.Lost, c.Gained = was, !was
@@ -243,6 +245,9 @@ func (s *Supervisor) reevaluate(i int, cause string, readdressed bool) {
 				r.Down(cause)
 			}
 		}
+	}
+	if !c.Lost && !c.Gained && !c.Readdressed && !c.Reweighted {
+		return
 	}
 	s.pend = append(s.pend, c)
 	select {

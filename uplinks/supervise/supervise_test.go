@@ -1,0 +1,124 @@
+package supervise
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wanflow/wanflow/uplinks"
+	"github.com/wanflow/wanflow/uplinks/events"
+	"github.com/wanflow/wanflow/uplinks/hooks"
+)
+
+type recorder struct {
+	mu      sync.Mutex
+	views   []View
+	changes []Change
+}
+
+func (r *recorder) on(v []View, c []Change) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.views = v
+	r.changes = append(r.changes, c...)
+}
+
+func (r *recorder) take() ([]View, []Change) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c := r.changes
+	r.changes = nil
+	return r.views, c
+}
+
+func status(i int, name string, ok, carrier bool, addr string) uplinks.Status {
+	s := uplinks.Status{Index: i, Name: name, Interface: "eth" + name, Ifindex: 10 + i, Carrier: carrier, Available: ok}
+	if addr != "" {
+		s.Addr = netip.MustParseAddr(addr)
+	}
+	return s
+}
+
+// TestKernelTransitions: without probes, the kernel's view decides; every
+// change reaches the change function with its cause, is an event, and runs
+// the uplink's hooks.
+func TestKernelTransitions(t *testing.T) {
+	dir := t.TempDir()
+	mark := filepath.Join(dir, "hooks")
+	ring := events.NewRing(64)
+	rec := &recorder{}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	sup, err := New([]Uplink{
+		{Name: "a", Hooks: hooks.Spec{OnDown: "touch " + mark + "-down", OnUp: "touch " + mark + "-up"}},
+		{Name: "b"},
+	}, log, ring, rec.on)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { sup.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	sup.Kernel([]uplinks.Status{status(0, "a", true, true, "192.0.2.1"), status(1, "b", true, true, "198.51.100.1")})
+	sup.Flush()
+	v, c := rec.take()
+	if len(v) != 2 || !v[0].Available || !v[1].Available {
+		t.Fatalf("views %+v: want both available", v)
+	}
+	if len(c) != 2 || !c[0].Gained || !c[1].Gained {
+		t.Fatalf("changes %+v: want both gained", c)
+	}
+
+	sup.Kernel([]uplinks.Status{status(0, "a", false, false, "192.0.2.1"), status(1, "b", true, true, "198.51.100.1")})
+	sup.Flush()
+	v, c = rec.take()
+	if v[0].Available || !v[1].Available {
+		t.Fatalf("after carrier loss: %+v", v)
+	}
+	if len(c) != 1 || !c[0].Lost || c[0].Index != 0 || !strings.Contains(c[0].Cause, "carrier lost") {
+		t.Fatalf("after carrier loss: changes %+v", c)
+	}
+
+	sup.Kernel([]uplinks.Status{status(0, "a", true, true, "192.0.2.1"), status(1, "b", true, true, "198.51.100.7")})
+	sup.Flush()
+	_, c = rec.take()
+	var gained, readdr bool
+	for _, ch := range c {
+		gained = gained || (ch.Index == 0 && ch.Gained)
+		readdr = readdr || (ch.Index == 1 && ch.Readdressed && strings.Contains(ch.Cause, "198.51.100.7"))
+	}
+	if !gained || !readdr {
+		t.Fatalf("changes %+v: want a gained and b readdressed", c)
+	}
+
+	// The hooks ran, in order, and the events were recorded.
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat(mark + "-up"); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, f := range []string{mark + "-down", mark + "-up"} {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("hook did not run: %v", err)
+		}
+	}
+	var kinds []string
+	for _, e := range ring.Since(0) {
+		if e.Kind == events.KindState {
+			kinds = append(kinds, e.Uplink+":"+e.To)
+		}
+	}
+	if got := strings.Join(kinds, " "); !strings.Contains(got, "a:up b:up a:down a:up") {
+		t.Errorf("state events %q", got)
+	}
+}
