@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wanflow/wanflow/bench/lab"
@@ -27,13 +28,22 @@ type Sample struct {
 type Sampler struct {
 	mu      sync.Mutex
 	samples []Sample
-	next    uint16 // next local port: every sample is a new 5-tuple
+}
+
+// samplePorts hands out local ports to every Sampler of the process in
+// sequence (45000-60999, wrapping), so that no sample reuses the 5-tuple
+// of an earlier one — not even one of an earlier Sampler, whose flow may
+// still be in the router's table.
+var samplePorts atomic.Uint32
+
+func nextSamplePort() uint16 {
+	return uint16(45000 + samplePorts.Add(1)%16000)
 }
 
 // RunSampler samples until ctx is done. Flows are opened by a few workers so
 // that one waiting for a lost reply does not delay the next sample.
 func RunSampler(ctx context.Context, ns *lab.NS, srv netip.AddrPort, period, timeout time.Duration) *Sampler {
-	s := &Sampler{next: 45000}
+	s := &Sampler{}
 	tick := time.NewTicker(period)
 	go func() {
 		defer tick.Stop()
@@ -61,12 +71,7 @@ func (s *Sampler) one(ns *lab.NS, srv netip.AddrPort, at time.Time, timeout time
 	// pinned where it was.
 	var c net.Conn
 	for try := 0; try < 16 && c == nil; try++ {
-		s.mu.Lock()
-		port := s.next
-		if s.next++; s.next < 45000 {
-			s.next = 45000
-		}
-		s.mu.Unlock()
+		port := nextSamplePort()
 		_ = ns.Do(func() error {
 			var err error
 			d := net.Dialer{LocalAddr: &net.UDPAddr{Port: int(port)}}
