@@ -19,7 +19,8 @@ build:
 	$(GO) build -trimpath -o $(BIN) ./cmd/wanflow
 
 # deps installs what the tests use from Debian when run as root on a Debian
-# machine (ping for the lab tests, iperf3 for the benchmarks). Harmless
+# machine (ping for the lab tests, iperf3 for the benchmarks, busybox's udhcpc
+# and dig for the LAN-services tests). Harmless
 # elsewhere.
 deps:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -27,6 +28,8 @@ deps:
 		command -v ping   >/dev/null || missing="$$missing iputils-ping"; \
 		command -v iperf3 >/dev/null || missing="$$missing iperf3"; \
 		command -v ip     >/dev/null || missing="$$missing iproute2"; \
+		command -v busybox >/dev/null || missing="$$missing busybox"; \
+		command -v dig    >/dev/null || missing="$$missing dnsutils"; \
 		if [ -n "$$missing" ]; then \
 			(apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 		fi; \

@@ -2,10 +2,12 @@ package dataplane
 
 import (
 	"encoding/binary"
+	"net/netip"
 	"testing"
 
 	"github.com/wanflow/wanflow/dataplane/packet"
 	pt "github.com/wanflow/wanflow/dataplane/packet/packettest"
+	"github.com/wanflow/wanflow/uplinks/policy"
 )
 
 // TestFailUplink: when a flow's uplink fails, its TCP connection is reset
@@ -80,5 +82,40 @@ func TestParseAction(t *testing.T) {
 	}
 	if _, err := ParseAction("drop"); err == nil {
 		t.Error("ParseAction(drop) accepted")
+	}
+}
+
+// TestRebalance: with preempt, when a preferred uplink returns, flows the
+// policy now places on it move back: UDP re-pinned, TCP reset; flows
+// already where the policy wants them are not touched.
+func TestRebalance(t *testing.T) {
+	te := newTestEngine(t, 1)
+	te.setUplinks(t, []uint32{1, 1}, []bool{false, true}, 0) // only uplink 1
+	te.Start()
+	te.tun.Inject(pt.UDP(pt.IP{Src: lanHost, Dst: server}, 43000, 53, []byte("q")))
+	if idx, _ := te.sent(t); idx != 1 {
+		t.Fatalf("flow on uplink %d, want 1", idx)
+	}
+	// Uplink 0 returns in a higher preference: a one-uplink tier of its own.
+	ups := []Uplink{
+		{Index: 0, Name: "a", Ifindex: 10, Addr: netip.AddrFrom4(upAddr[0]), Available: true},
+		{Index: 1, Name: "b", Ifindex: 11, Addr: netip.AddrFrom4(upAddr[1]), Available: true},
+	}
+	pol, err := policy.New([]policy.Uplink{{Name: "a", Tier: 1, Weight: 1, Available: true}, {Name: "b", Tier: 2, Weight: 1, Available: true}}, policy.AffinityFlow, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := te.Update(ups, pol); err != nil {
+		t.Fatal(err)
+	}
+	if r := te.Rebalance(ActionReset, ActionMigrate); r.Migrated != 1 {
+		t.Fatalf("rebalance: %+v, want the UDP flow migrated back", r)
+	}
+	te.tun.Inject(pt.UDP(pt.IP{Src: lanHost, Dst: server}, 43000, 53, []byte("q")))
+	if idx, _ := te.sent(t); idx != 0 {
+		t.Fatalf("after rebalance the flow leaves by uplink %d, want 0", idx)
+	}
+	if r := te.Rebalance(ActionReset, ActionMigrate); r.Migrated != 0 || r.Reset != 0 {
+		t.Fatalf("second rebalance moved flows: %+v", r)
 	}
 }
