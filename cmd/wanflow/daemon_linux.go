@@ -237,7 +237,11 @@ func supervision(cfg *config.Config) ([]supervise.Uplink, error) {
 					hc.Targets = append(hc.Targets, health.Target{Kind: health.KindDNS, Addr: t.Addr})
 					continue
 				}
-				for _, a := range uplinkDNS(u) {
+				servers := uplinkDNS(u)
+				if len(servers) == 0 {
+					slog.Warn("probe target dns: no DNS server known for the uplink; target left out", "uplink", u.Name, "resolv_file", u.ResolvFile)
+				}
+				for _, a := range servers {
 					hc.Targets = append(hc.Targets, health.Target{Kind: health.KindDNS, Addr: netip.AddrPortFrom(a, 53)})
 				}
 			}
