@@ -21,7 +21,7 @@ import (
 const fastProbes = `probes:
   targets: [1.1.1.1, 8.8.8.8]
   interval: 200ms
-  timeout: 200ms
+  timeout: 100ms
   down_after: 3
   up_after: 3
 `

@@ -69,7 +69,7 @@ func Failover(ctx context.Context, bin string, w io.Writer) ([]FailoverResult, e
 	if err != nil {
 		return nil, err
 	}
-	yaml := labrouter.ConfigYAML(l, labrouter.Options{Tiers: []int{1, 2}, Extra: "probes:\n  targets: [1.1.1.1, 8.8.8.8]\n  interval: 200ms\n  timeout: 200ms\n  down_after: 3\n  up_after: 3\n"})
+	yaml := labrouter.ConfigYAML(l, labrouter.Options{Tiers: []int{1, 2}, Extra: "probes:\n  targets: [1.1.1.1, 8.8.8.8]\n  interval: 200ms\n  timeout: 100ms\n  down_after: 3\n  up_after: 3\n"})
 	r, err := labrouter.Start(l, bin, "", yaml, nil, 15*time.Second)
 	if err != nil {
 		return nil, err
