@@ -42,6 +42,9 @@ func TestISPDeathFailover(t *testing.T) {
 	defer cancel()
 	srv := netip.AddrPortFrom(l.Servers[0], lab.EchoPort)
 
+	// Every echo request crossing each ISP's link to the router, by source:
+	// probes must leave through their own uplink only.
+	caps := []*echoCapture{captureEchoRequests(t, l.ISPs[0], "down"), captureEchoRequests(t, l.ISPs[1], "down")}
 	smp := RunSampler(ctx, l.Hosts[0], srv, 10*time.Millisecond, 400*time.Millisecond)
 	tcp1, err := StartStream(ctx, l.Hosts[0], "tcp", 0, netip.AddrPortFrom(l.Servers[1], lab.EchoPort), 20*time.Millisecond)
 	if err != nil {
@@ -104,6 +107,13 @@ func TestISPDeathFailover(t *testing.T) {
 			if d := s.At.Sub(recovered); d > back.After && s.Seen != up1 {
 				t.Logf("  %v: %v rtt %v", d.Round(time.Millisecond), s.Seen, s.RTT)
 			}
+		}
+	}
+	for i, c := range caps {
+		own, other := l.Uplinks[i].Addr, l.Uplinks[1-i].Addr
+		t.Logf("ISP %d's link saw %d echo requests from %v (its uplink) and %d from %v", i+1, c.count(own), own, c.count(other), other)
+		if c.count(own) == 0 || c.count(other) != 0 {
+			t.Errorf("ISP %d: %d probes from its own uplink, %d from the other: probes must leave only through their own uplink", i+1, c.count(own), c.count(other))
 		}
 	}
 	s2 := tcp2.Stats()

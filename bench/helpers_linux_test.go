@@ -7,10 +7,12 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/mdlayher/packet"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
@@ -163,4 +165,64 @@ func traceProbe(ns *lab.NS, dst netip.Addr, ttl int) (from netip.Addr, typ, code
 
 func prefixNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)}
+}
+
+// echoCapture counts the ICMP echo requests seen on one interface of a lab
+// namespace, by source address: a packet socket sees what passes through,
+// forwarded traffic included.
+type echoCapture struct {
+	mu    sync.Mutex
+	bySrc map[netip.Addr]int
+	conn  *packet.Conn
+	done  chan struct{}
+}
+
+func captureEchoRequests(t *testing.T, ns *lab.NS, ifname string) *echoCapture {
+	t.Helper()
+	c := &echoCapture{bySrc: map[netip.Addr]int{}, done: make(chan struct{})}
+	if err := ns.Do(func() error {
+		ifi, err := net.InterfaceByName(ifname)
+		if err != nil {
+			return err
+		}
+		c.conn, err = packet.Listen(ifi, packet.Datagram, unix.ETH_P_IP, nil)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(c.done)
+		buf := make([]byte, 2048)
+		for {
+			n, _, err := c.conn.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			b := buf[:n]
+			if n < 28 || b[0]>>4 != 4 || b[9] != unix.IPPROTO_ICMP {
+				continue
+			}
+			ihl := int(b[0]&0xf) * 4
+			if n < ihl+8 || b[ihl] != 8 { // echo request
+				continue
+			}
+			src, _ := netip.AddrFromSlice(b[12:16])
+			c.mu.Lock()
+			c.bySrc[src]++
+			c.mu.Unlock()
+		}
+	}()
+	t.Cleanup(c.stop)
+	return c
+}
+
+func (c *echoCapture) stop() {
+	c.conn.Close()
+	<-c.done
+}
+
+func (c *echoCapture) count(src netip.Addr) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bySrc[src]
 }
