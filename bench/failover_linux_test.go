@@ -285,3 +285,47 @@ func TestL3UplinkReadopted(t *testing.T) {
 		t.Errorf("while_down ran %d times (%q), want 3 to 5 runs with the uplink's environment", runs, b)
 	}
 }
+
+// TestLearnedDNSProbe: an uplink probed with the "dns" target asks the DNS
+// servers its PPP/DHCP client wrote into its resolv file, followed as the
+// file changes: a server that does not answer takes the uplink down, the
+// ISP's real server brings it back.
+func TestLearnedDNSProbe(t *testing.T) {
+	l := labtest.UpWithServers(t, lab.Config{Uplinks: []lab.UplinkSpec{{}, {}}})
+	resolv := filepath.Join(t.TempDir(), "up2.resolv")
+	yaml := labrouter.ConfigYAML(l, labrouter.Options{Tiers: []int{2, 1}, Extra: fastProbes})
+	yaml = strings.Replace(yaml, "  - name: up2\n", "  - name: up2\n    resolv_file: "+resolv+"\n    probes: { targets: [dns] }\n", 1)
+	startRouter(t, l, yaml)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	smp := RunSampler(ctx, l.Hosts[0], netip.AddrPortFrom(l.Servers[0], lab.EchoPort), 20*time.Millisecond, 300*time.Millisecond)
+	write := func(server netip.Addr) {
+		if err := os.WriteFile(resolv, []byte("# written by pppd\nnameserver "+server.String()+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// No file yet: up2 is judged by its link alone and carries new flows.
+	sleep(500 * time.Millisecond)
+	if s := smp.Samples(); len(s) == 0 || s[len(s)-1].Seen != l.Uplinks[1].Addr {
+		t.Fatalf("before any DNS server is known, new flows should use up2 (tier 1)")
+	}
+	// A server nobody answers at: up2 goes down, new flows move to up1.
+	dead := netip.MustParseAddr("100.64.2.99")
+	write(dead)
+	wrote := time.Now()
+	sleep(3500 * time.Millisecond)
+	sw := SwitchTo(smp.Samples(), wrote, l.Uplinks[0].Addr)
+	t.Logf("dead DNS server learned: new flows on up1 %v after the file changed", sw.After)
+	if sw.After < 0 || sw.After > 3500*time.Millisecond {
+		t.Errorf("up2 not taken down by its failing DNS probes (switch after %v)", sw.After)
+	}
+	// The ISP's own server: up2 is back.
+	write(l.Uplinks[1].ISPDNS)
+	wrote = time.Now()
+	sleep(4 * time.Second)
+	sw = SwitchTo(smp.Samples(), wrote, l.Uplinks[1].Addr)
+	t.Logf("working DNS server learned: new flows back on up2 %v after the file changed", sw.After)
+	if sw.After < 0 || sw.After > 4*time.Second || sw.FailedAfter != 0 {
+		t.Errorf("up2 not back after its DNS server answered: %+v", sw)
+	}
+}

@@ -179,8 +179,9 @@ func (d *daemon) start(ctx context.Context) error {
 	d.sup.Kernel(st)
 	d.sup.Flush()
 	d.engine.Start()
-	d.wg.Add(3)
+	d.wg.Add(4)
 	go func() { defer d.wg.Done(); d.routineNeighbors(ctx) }()
+	go func() { defer d.wg.Done(); d.routineResolv(ctx) }()
 	go func() { defer d.wg.Done(); d.sup.Run(ctx) }()
 	go func() {
 		defer d.wg.Done()
@@ -209,55 +210,68 @@ func supervision(cfg *config.Config) ([]supervise.Uplink, error) {
 		case config.DegradedDown:
 			su.Degraded = supervise.DegradedDown
 		}
-		p := u.Probes
-		hc := health.Config{
-			MinOK:         p.MinOK,
-			Interval:      time.Duration(p.Interval),
-			Timeout:       time.Duration(p.Timeout),
-			DownAfter:     p.DownAfter,
-			UpAfter:       p.UpAfter,
-			LatencyMax:    time.Duration(p.LatencyMax),
-			LossMax:       float64(p.LossMax),
-			LossWindow:    p.LossWindow,
-			DegradedAfter: p.DegradedAfter,
-			RecoverAfter:  p.RecoverAfter,
-			EchoID:        uint16(100 + i),
+		servers := uplinkDNS(u)
+		if len(servers) == 0 && usesUplinkDNS(u) {
+			slog.Warn("probe target dns: no DNS server known for the uplink yet", "uplink", u.Name, "resolv_file", u.ResolvFile)
 		}
-		if p.Initial == config.InitialUp {
-			hc.Initial = health.StateUp
-		}
-		for _, t := range p.Targets {
-			switch t.Kind {
-			case config.ProbeICMP:
-				hc.Targets = append(hc.Targets, health.Target{Kind: health.KindICMP, Addr: t.Addr})
-			case config.ProbeHTTP:
-				hc.Targets = append(hc.Targets, health.Target{Kind: health.KindHTTP, Addr: t.Addr, URL: t.URL})
-			case config.ProbeDNS:
-				if !t.UplinkDNS {
-					hc.Targets = append(hc.Targets, health.Target{Kind: health.KindDNS, Addr: t.Addr})
-					continue
-				}
-				servers := uplinkDNS(u)
-				if len(servers) == 0 {
-					slog.Warn("probe target dns: no DNS server known for the uplink; target left out", "uplink", u.Name, "resolv_file", u.ResolvFile)
-				}
-				for _, a := range servers {
-					hc.Targets = append(hc.Targets, health.Target{Kind: health.KindDNS, Addr: netip.AddrPortFrom(a, 53)})
-				}
-			}
-		}
-		if hc.MinOK > len(hc.Targets) {
-			hc.MinOK = len(hc.Targets)
-		}
-		su.Probe = len(hc.Targets) > 0
-		su.Health = hc
+		su.Health = healthConfig(u, i, servers)
+		su.Probe = len(su.Health.Targets) > 0
 		out = append(out, su)
 	}
 	return out, nil
 }
 
+// healthConfig is uplink u's (index i) probe configuration; the target
+// "dns" expands to servers, the uplink's DNS servers.
+func healthConfig(u config.Uplink, i int, servers []netip.Addr) health.Config {
+	p := u.Probes
+	hc := health.Config{
+		MinOK:         p.MinOK,
+		Interval:      time.Duration(p.Interval),
+		Timeout:       time.Duration(p.Timeout),
+		DownAfter:     p.DownAfter,
+		UpAfter:       p.UpAfter,
+		LatencyMax:    time.Duration(p.LatencyMax),
+		LossMax:       float64(p.LossMax),
+		LossWindow:    p.LossWindow,
+		DegradedAfter: p.DegradedAfter,
+		RecoverAfter:  p.RecoverAfter,
+		EchoID:        uint16(100 + i),
+	}
+	if p.Initial == config.InitialUp {
+		hc.Initial = health.StateUp
+	}
+	for _, t := range p.Targets {
+		switch t.Kind {
+		case config.ProbeICMP:
+			hc.Targets = append(hc.Targets, health.Target{Kind: health.KindICMP, Addr: t.Addr})
+		case config.ProbeHTTP:
+			hc.Targets = append(hc.Targets, health.Target{Kind: health.KindHTTP, Addr: t.Addr, URL: t.URL})
+		case config.ProbeDNS:
+			if !t.UplinkDNS {
+				hc.Targets = append(hc.Targets, health.Target{Kind: health.KindDNS, Addr: t.Addr})
+				continue
+			}
+			for _, a := range servers {
+				hc.Targets = append(hc.Targets, health.Target{Kind: health.KindDNS, Addr: netip.AddrPortFrom(a, 53)})
+			}
+		}
+	}
+	hc.MinOK = min(hc.MinOK, len(hc.Targets))
+	return hc
+}
+
+func usesUplinkDNS(u config.Uplink) bool {
+	for _, t := range u.Probes.Targets {
+		if t.UplinkDNS {
+			return true
+		}
+	}
+	return false
+}
+
 // uplinkDNS returns uplink u's DNS servers: configured, else the
-// nameserver lines of its resolv file (read at start).
+// nameserver lines of its resolv file.
 func uplinkDNS(u config.Uplink) []netip.Addr {
 	var out []netip.Addr
 	for _, a := range u.DNS {
@@ -279,6 +293,41 @@ func uplinkDNS(u config.Uplink) []netip.Addr {
 		}
 	}
 	return out
+}
+
+// routineResolv re-reads the uplinks' resolv files every two seconds (a PPP
+// or DHCP client rewrites them when it connects) and re-targets the "dns"
+// probes of an uplink whose servers changed.
+func (d *daemon) routineResolv(ctx context.Context) {
+	last := make([][]netip.Addr, len(d.cfg.Uplinks))
+	for i, u := range d.cfg.Uplinks {
+		last[i] = uplinkDNS(u)
+	}
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		for i, u := range d.cfg.Uplinks {
+			if u.ResolvFile == "" || len(u.DNS) > 0 {
+				continue
+			}
+			cur := uplinkDNS(u)
+			if equalAddrs(cur, last[i]) {
+				continue
+			}
+			last[i] = cur
+			d.ring.Add(events.Event{Kind: "dns", Uplink: u.Name, Cause: "resolv file " + u.ResolvFile + " changed", Detail: fmt.Sprint(cur)})
+			if usesUplinkDNS(u) {
+				if err := d.sup.SetHealth(i, healthConfig(u, i, cur)); err != nil {
+					d.log.Error("re-target dns probes", "uplink", u.Name, "err", err)
+				}
+			}
+		}
+	}
 }
 
 // routineLogEvents logs every event of the ring, one line each.

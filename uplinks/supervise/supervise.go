@@ -70,7 +70,9 @@ type Supervisor struct {
 	cfg     []Uplink
 	views   []View
 	probers []*health.Prober
+	stops   []func() // per prober: stop its Run and wait (nil: not running)
 	runners []*hooks.Runner
+	ctx     context.Context // Run's, for probers started later
 
 	notify chan struct{} // wakes routineNotify
 	pend   []Change
@@ -83,6 +85,7 @@ type Supervisor struct {
 func New(cfg []Uplink, log *slog.Logger, ring *events.Ring, onChange func([]View, []Change)) (*Supervisor, error) {
 	s := &Supervisor{log: log, ring: ring, onChange: onChange, cfg: cfg, notify: make(chan struct{}, 1)}
 	s.views = make([]View, len(cfg))
+	s.stops = make([]func(), len(cfg))
 	for i, u := range cfg {
 		s.views[i] = View{Status: uplinks.Status{Index: i, Name: u.Name}, Health: health.StateDown, WeightFactor: 1}
 		var p *health.Prober
@@ -115,6 +118,8 @@ func (s *Supervisor) Views() []View {
 // Prober returns uplink i's prober (nil when it is not probed), for status
 // displays.
 func (s *Supervisor) Prober(i int) *health.Prober {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if i < 0 || i >= len(s.probers) {
 		return nil
 	}
@@ -124,19 +129,14 @@ func (s *Supervisor) Prober(i int) *health.Prober {
 // Run starts the probers and the change notifier; it returns when ctx is
 // done, after every goroutine and hook has finished.
 func (s *Supervisor) Run(ctx context.Context) {
+	s.mu.Lock()
+	s.ctx = ctx
 	for i, p := range s.probers {
-		if p == nil {
-			continue
+		if p != nil {
+			s.stops[i] = s.startProber(ctx, i, p)
 		}
-		s.wg.Add(1)
-		go func(i int, p *health.Prober) {
-			defer s.wg.Done()
-			err := p.Run(ctx, func() (health.Binding, bool) { return s.binding(i) }, func(t health.Transition) { s.healthChanged(i, t) })
-			if err != nil && ctx.Err() == nil {
-				s.log.Error("prober stopped", "uplink", s.cfg[i].Name, "err", err)
-			}
-		}(i, p)
 	}
+	s.mu.Unlock()
 	s.wg.Add(1)
 	go s.routineNotify(ctx)
 	<-ctx.Done()
@@ -144,6 +144,63 @@ func (s *Supervisor) Run(ctx context.Context) {
 	for _, r := range s.runners {
 		r.Close()
 	}
+}
+
+// startProber runs p for uplink i until the returned stop is called or ctx
+// ends.
+func (s *Supervisor) startProber(ctx context.Context, i int, p *health.Prober) (stop func()) {
+	pctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer close(done)
+		err := p.Run(pctx, func() (health.Binding, bool) { return s.binding(i) }, func(t health.Transition) { s.healthChanged(i, p, t) })
+		if err != nil && pctx.Err() == nil {
+			s.log.Error("prober stopped", "uplink", s.cfg[i].Name, "err", err)
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+// SetHealth replaces uplink i's probe configuration (its targets changed:
+// DNS servers learned anew); cfg with no targets turns probing off. The
+// new prober starts from the uplink's current health, so nothing flaps.
+func (s *Supervisor) SetHealth(i int, cfg health.Config) error {
+	if i < 0 || i >= len(s.cfg) {
+		return fmt.Errorf("supervise: no uplink %d", i)
+	}
+	s.mu.Lock()
+	var p *health.Prober
+	if len(cfg.Targets) > 0 {
+		cfg.Initial = s.views[i].Health
+		var err error
+		if p, err = health.NewProber(s.cfg[i].Name, cfg, s.log); err != nil {
+			s.mu.Unlock()
+			return fmt.Errorf("supervise: uplink %s: %w", s.cfg[i].Name, err)
+		}
+	}
+	old := s.stops[i]
+	s.stops[i] = nil
+	s.probers[i] = p
+	s.cfg[i].Probe, s.cfg[i].Health = p != nil, cfg
+	if p == nil {
+		s.views[i].Health = health.StateUp
+		s.reevaluate(i, "probing off", false)
+	}
+	ctx := s.ctx
+	s.mu.Unlock()
+	if old != nil {
+		old() // outside the lock: its last transition may be waiting for it
+	}
+	if p != nil && ctx != nil {
+		s.mu.Lock()
+		if s.probers[i] == p && ctx.Err() == nil {
+			s.stops[i] = s.startProber(ctx, i, p)
+		}
+		s.mu.Unlock()
+	}
+	return nil
 }
 
 // binding is what uplink i's probes bind to, while it has a link with an
@@ -204,11 +261,11 @@ func kernelCause(k uplinks.Status) string {
 	return fmt.Sprintf("link %s down", k.Interface)
 }
 
-func (s *Supervisor) healthChanged(i int, t health.Transition) {
+func (s *Supervisor) healthChanged(i int, p *health.Prober, t health.Transition) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if t.To != s.probers[i].State() {
-		return // computed before a Reset that has since taken effect
+	if s.probers[i] != p || t.To != p.State() {
+		return // from a replaced prober, or computed before a Reset since taken effect
 	}
 	s.views[i].Health = t.To
 	s.ring.Add(events.Event{Kind: "health", Uplink: s.cfg[i].Name, From: t.From.String(), To: t.To.String(), Cause: t.Cause, Duration: t.Since})
