@@ -75,3 +75,6 @@ func (l *Lab) StartServers(ctx context.Context) error { return ErrNotSupported }
 func (l *Lab) KernelBaseline(mode BaselineMode, weights []int) (func() error, error) {
 	return nil, ErrNotSupported
 }
+
+// SetISPDNS is only supported on linux.
+func (l *Lab) SetISPDNS(i int, up bool) error { return ErrNotSupported }

@@ -30,6 +30,15 @@ type serverSet struct {
 	stopped bool
 	closers []io.Closer
 	conns   map[net.Conn]struct{}
+
+	// mutedDNS: ISP DNS servers (by name, "isp<i>") that stay silent,
+	// as a dead resolver would (SetISPDNS).
+	mutedDNS sync.Map
+}
+
+func (s *serverSet) dnsMuted(name string) bool {
+	_, ok := s.mutedDNS.Load(name)
+	return ok
 }
 
 // StartServers starts the lab's in-process servers; they run until ctx ends
@@ -281,6 +290,9 @@ func (s *serverSet) routineDNSUDP(pc *net.UDPConn, name string) {
 			continue
 		}
 		peer = netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port())
+		if s.dnsMuted(name) {
+			continue
+		}
 		if b := dnsAnswer(buf[:n], name, peer); b != nil {
 			pc.WriteToUDPAddrPort(b, peer)
 		}
@@ -301,6 +313,9 @@ func (s *serverSet) serveDNSTCP(c net.Conn, name string) {
 		if _, err := io.ReadFull(c, q); err != nil {
 			return
 		}
+		if s.dnsMuted(name) {
+			continue
+		}
 		b := dnsAnswer(q, name, peer)
 		if b == nil {
 			return
@@ -310,4 +325,25 @@ func (s *serverSet) serveDNSTCP(c net.Conn, name string) {
 			return
 		}
 	}
+}
+
+// SetISPDNS makes ISP i's (0-based) DNS server stop answering (up=false) —
+// it still receives queries, as a dead resolver behind a live network
+// would — or answer again. The servers must be running.
+func (l *Lab) SetISPDNS(i int, up bool) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.servers == nil {
+		return errors.New("lab: servers not started")
+	}
+	if i < 0 || i >= len(l.ISPs) {
+		return fmt.Errorf("lab: no uplink %d", i)
+	}
+	name := fmt.Sprintf("isp%d", i+1)
+	if up {
+		l.servers.mutedDNS.Delete(name)
+	} else {
+		l.servers.mutedDNS.Store(name, true)
+	}
+	return nil
 }
