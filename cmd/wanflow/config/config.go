@@ -71,23 +71,39 @@ type LAN struct {
 	// table's specific routes. Empty means the prefixes of the interface's
 	// addresses.
 	Prefixes []Prefix `yaml:"prefixes"`
-	// DHCP configures the DHCP server; nil means none. Parsed and validated
-	// now, served in a later version.
+	// Domain is the LAN's DNS domain, default "lan": DHCP option 15, and
+	// the forwarder answers the names host.<Domain> of DHCP clients
+	// locally. Lower-case labels [a-z0-9-] (not starting or ending with
+	// '-'), at most 253 characters, no trailing dot.
+	Domain string `yaml:"domain"`
+	// DHCP configures the DHCP server on Interface; nil means none.
 	DHCP *DHCP `yaml:"dhcp"`
-	// DNS configures the DNS forwarder; nil means none. Parsed and validated
-	// now, served in a later version.
+	// DNS configures the DNS forwarder; nil means none.
 	DNS *DNS `yaml:"dns"`
 }
 
 // DHCP is the LAN DHCP server's configuration.
 type DHCP struct {
-	// Range is the pool of addresses handed out; required.
+	// Range is the pool of addresses handed out; required. It never
+	// includes the router's addresses (Router, the DNS listen addresses)
+	// or the gateway of an uplink on the LAN interface.
 	Range AddrRange `yaml:"range"`
 	// LeaseTime defaults to 12h.
 	LeaseTime Duration `yaml:"lease_time"`
 	// LeaseFile is where leases persist; defaults to
 	// /var/lib/wanflow/dhcp.leases.
 	LeaseFile string `yaml:"lease_file"`
+	// Router is the router option (3) sent to clients; invalid (zero)
+	// means the router's own LAN address, learned at run time. IPv4
+	// unicast, inside LAN.Prefixes when those are given.
+	Router Addr `yaml:"router"`
+	// DNS are the DNS servers (option 6) sent to clients; empty means the
+	// router's own LAN address. IPv4 unicast, each once.
+	DNS []Addr `yaml:"dns"`
+	// Reservations are static leases by MAC address. A reserved address
+	// may lie inside or outside Range; one inside is never given to
+	// another client.
+	Reservations []Reservation `yaml:"reservations"`
 }
 
 func (d *DHCP) setDefaults() {
@@ -95,11 +111,58 @@ func (d *DHCP) setDefaults() {
 	d.LeaseFile = "/var/lib/wanflow/dhcp.leases"
 }
 
-// DNS is the LAN DNS forwarder's configuration.
+// Reservation is a static DHCP lease: the client with MAC always gets Addr.
+type Reservation struct {
+	// MAC is the client's Ethernet address (6 bytes, unicast); required,
+	// unique among reservations.
+	MAC MAC `yaml:"mac"`
+	// Addr is the reserved IPv4 address; required, unique among
+	// reservations, inside LAN.Prefixes when those are given, not a
+	// router address (DNS listen address).
+	Addr Addr `yaml:"addr"`
+	// Hostname is the client's name, [A-Za-z0-9-]{1,63} not starting or
+	// ending with '-', unique (case-insensitive); "" means the name the
+	// client sends, if any. The forwarder answers Hostname.<LAN.Domain>.
+	Hostname string `yaml:"hostname"`
+}
+
+// DNS is the LAN DNS forwarder's configuration. Its upstreams are the
+// uplinks' DNS servers (Uplink.DNS, else learned), each queried through its
+// own uplink, in tier order.
 type DNS struct {
-	// Listen are the addresses the forwarder serves; required, e.g.
-	// 10.77.0.1:53.
-	Listen []AddrPort `yaml:"listen"`
+	// Listen are the addresses the forwarder serves over UDP and TCP;
+	// required, IPv4, e.g. 10.77.0.1:53 (written 10.77.0.1, the port
+	// defaults to 53).
+	Listen []DNSAddr `yaml:"listen"`
+	// CacheSize is the number of cached answers, 0..1000000, default
+	// 10000; 0 disables the cache (and so ServeStale).
+	CacheSize int `yaml:"cache_size"`
+	// HedgeAfter is how long an upstream may take before the next one is
+	// asked too (the first answer wins), 10ms..5s, default 200ms; less
+	// than Timeout.
+	HedgeAfter Duration `yaml:"hedge_after"`
+	// Timeout is how long a query waits for any upstream answer,
+	// 100ms..30s, default 1.5s; then it is answered from stale cache
+	// (ServeStale) or with SERVFAIL.
+	Timeout Duration `yaml:"timeout"`
+	// ServeStale is how long past their TTL cached answers may still be
+	// served when no upstream answers, 0..168h, default 1h; 0 disables.
+	ServeStale Duration `yaml:"serve_stale"`
+	// RateLimit is the queries per second answered per client address,
+	// 0..1000000, default 200; 0 means no limit.
+	RateLimit int `yaml:"rate_limit"`
+	// Allow are the client prefixes the forwarder answers. After Parse it
+	// is LAN.Prefixes when not given; empty then means the prefixes of the
+	// LAN interface's addresses, at run time.
+	Allow []Prefix `yaml:"allow"`
+}
+
+func (d *DNS) setDefaults() {
+	d.CacheSize = 10000
+	d.HedgeAfter = Duration(200 * time.Millisecond)
+	d.Timeout = Duration(1500 * time.Millisecond)
+	d.ServeStale = Duration(time.Hour)
+	d.RateLimit = 200
 }
 
 // Uplink is one internet uplink. Its index in Config.Uplinks is its uplink
@@ -406,6 +469,7 @@ func (k Kernel) UplinkRulePriority(i int) int { return k.RulePriority + 110 + 10
 // configuration by itself: the LAN interface and the uplinks are required.
 func Default() *Config {
 	return &Config{
+		LAN:     LAN{Domain: "lan"},
 		Balance: Balance{Affinity: policy.AffinityFlow},
 		Probes: Probes{
 			Targets: []ProbeTarget{

@@ -13,6 +13,8 @@ func FuzzParse(f *testing.F) {
 		designExample,
 		raspberryPi,
 		healthExample,
+		lanServices,
+		lanHead + "  domain: home.arpa\n  dhcp: {range: 10.77.0.10-10.77.0.20, reservations: [{mac: \"02:00:00:00:00:01\", addr: 10.77.0.15, hostname: x}]}\n  dns: {listen: [10.77.0.1], hedge_after: 1s, timeout: 2s}\n",
 		okHead + "  - { name: b, interface: e1, on_failure: {udp: keep}, while_down: \"a 'b c'\", probes: {targets: [dns, \"http://h/\"], min_ok: 2} }\n",
 		okHead,
 		okHead + "rules:\n  - { uplinks: [adsl], dst_ports: [\"5060\", \"10000-20000\"] }\n",

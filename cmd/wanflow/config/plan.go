@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"sort"
 	"strings"
 )
@@ -28,11 +29,12 @@ func (c *Config) Plan() string {
 	} else {
 		pf("  LAN prefixes: those of %s's addresses\n", c.LAN.Interface)
 	}
+	pf("  domain %s\n", c.LAN.Domain)
 	if h := c.LAN.DHCP; h != nil {
-		pf("  dhcp range %v, lease %v, leases in %s (served in a later version)\n", h.Range, h.LeaseTime, h.LeaseFile)
+		c.planDHCP(&b, h)
 	}
 	if s := c.LAN.DNS; s != nil {
-		pf("  dns listen %s (served in a later version)\n", joinStrings(s.Listen))
+		c.planDNS(&b, s)
 	}
 
 	pf("\nTUN\n")
@@ -149,6 +151,81 @@ func (c *Config) Plan() string {
 		}
 	}
 	return b.String()
+}
+
+// planDHCP writes the DHCP server's pool, lease, options and reservations.
+func (c *Config) planDHCP(b *strings.Builder, h *DHCP) {
+	lan := c.LAN.Interface
+	fmt.Fprintf(b, "  dhcp range %v, lease %v, leases in %s (%d addresses in the pool)\n", h.Range, h.LeaseTime, h.LeaseFile, h.Range.size())
+	mask := "<mask of " + lan + "'s prefix>"
+	if p, ok := prefixOf(h.Range.First, c.LAN.Prefixes); ok {
+		mask = net.IP(net.CIDRMask(p.Bits(), 32)).String()
+	}
+	router := "<" + lan + " address>"
+	if h.Router.IsValid() {
+		router = h.Router.String()
+	}
+	dns := "<" + lan + " address>"
+	if len(h.DNS) > 0 {
+		dns = joinStrings(h.DNS)
+	}
+	fmt.Fprintf(b, "      options: subnet mask %s, router %s, dns %s, domain %s\n", mask, router, dns, c.LAN.Domain)
+	for _, r := range h.Reservations {
+		name := ""
+		if r.Hostname != "" {
+			name = " " + r.Hostname + "." + c.LAN.Domain
+		}
+		where := "outside the pool"
+		if h.Range.Contains(r.Addr.Addr) {
+			where = "in the pool, never given to another client"
+		}
+		fmt.Fprintf(b, "      reserved %v -> %v%s (%s)\n", r.MAC, r.Addr, name, where)
+	}
+}
+
+// planDNS writes the DNS forwarder's settings.
+func (c *Config) planDNS(b *strings.Builder, s *DNS) {
+	allow := joinStrings(s.Allow)
+	if len(s.Allow) == 0 {
+		allow = "the prefixes of " + c.LAN.Interface + "'s addresses"
+	}
+	fmt.Fprintf(b, "  dns forwarder on %s (udp and tcp), answering clients in %s\n", joinStrings(s.Listen), allow)
+	up := make([]int, len(c.Uplinks))
+	for i := range up {
+		up[i] = i
+	}
+	sort.SliceStable(up, func(i, j int) bool { return c.Uplinks[up[i]].Tier < c.Uplinks[up[j]].Tier })
+	var servers []string
+	for _, i := range up {
+		u := c.Uplinks[i]
+		switch {
+		case len(u.DNS) > 0:
+			servers = append(servers, fmt.Sprintf("%s (tier %d) %s", u.Name, u.Tier, joinStrings(u.DNS)))
+		case u.ResolvFile != "":
+			servers = append(servers, fmt.Sprintf("%s (tier %d) <from %s>", u.Name, u.Tier, u.ResolvFile))
+		default:
+			servers = append(servers, fmt.Sprintf("%s (tier %d) <learned>", u.Name, u.Tier))
+		}
+	}
+	fmt.Fprintf(b, "      upstreams: the uplinks' DNS servers, each queried through its own uplink, in tier order: %s; a down uplink's servers are skipped\n",
+		strings.Join(servers, ", "))
+	fmt.Fprintf(b, "      hedging: the next upstream is asked after %v without an answer; timeout %v\n", s.HedgeAfter, s.Timeout)
+	switch {
+	case s.CacheSize == 0:
+		fmt.Fprintf(b, "      cache: off\n")
+	case s.ServeStale == 0:
+		fmt.Fprintf(b, "      cache %d answers, TTLs honoured, no stale answers\n", s.CacheSize)
+	default:
+		fmt.Fprintf(b, "      cache %d answers, TTLs honoured; stale answers served up to %v past their TTL when no upstream answers\n", s.CacheSize, s.ServeStale)
+	}
+	if s.RateLimit == 0 {
+		fmt.Fprintf(b, "      rate limit: off\n")
+	} else {
+		fmt.Fprintf(b, "      rate limit %d queries/s per client\n", s.RateLimit)
+	}
+	if c.LAN.DHCP != nil {
+		fmt.Fprintf(b, "      local names: <DHCP client host name>.%s\n", c.LAN.Domain)
+	}
 }
 
 // planProbes writes an uplink's probe settings.

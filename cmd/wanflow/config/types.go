@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"net/url"
 	"regexp"
@@ -145,6 +146,61 @@ func (a *AddrPort) UnmarshalYAML(n *yaml.Node) error {
 // MarshalYAML implements yaml.Marshaler.
 func (a AddrPort) MarshalYAML() (any, error) { return a.String(), nil }
 
+// DNSAddr is an address and port the DNS forwarder listens on, written
+// "10.77.0.1:53" or "10.77.0.1" (port 53).
+type DNSAddr struct{ netip.AddrPort }
+
+// UnmarshalYAML implements yaml.Unmarshaler; bad values carry their line.
+func (a *DNSAddr) UnmarshalYAML(n *yaml.Node) error {
+	const want = "an address like 10.77.0.1 or address:port like 10.77.0.1:53"
+	s, err := scalar(n, want)
+	if err != nil {
+		return err
+	}
+	if v, err := netip.ParseAddr(s); err == nil {
+		a.AddrPort = netip.AddrPortFrom(v, 53)
+		return nil
+	}
+	v, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return badValue(n, "want %s, got %q", want, s)
+	}
+	a.AddrPort = v
+	return nil
+}
+
+// MarshalYAML implements yaml.Marshaler.
+func (a DNSAddr) MarshalYAML() (any, error) { return a.String(), nil }
+
+// MAC is a unicast Ethernet (EUI-48) address, written "aa:bb:cc:dd:ee:ff"
+// (also "aa-bb-cc-dd-ee-ff" or "aabb.ccdd.eeff", either case). String
+// returns the lower-case colon form.
+type MAC struct{ net.HardwareAddr }
+
+// UnmarshalYAML implements yaml.Unmarshaler; bad values carry their line.
+func (m *MAC) UnmarshalYAML(n *yaml.Node) error {
+	const want = `a MAC address like "aa:bb:cc:dd:ee:ff"`
+	s, err := scalar(n, want)
+	if err != nil {
+		return err
+	}
+	v, err := net.ParseMAC(s)
+	if err != nil || len(v) != 6 {
+		return badValue(n, "want %s, got %q", want, s)
+	}
+	switch {
+	case v[0]&1 != 0:
+		return badValue(n, "%v is a multicast or broadcast MAC address; want a unicast one", v)
+	case [6]byte(v) == [6]byte{}:
+		return badValue(n, "want a MAC address other than 00:00:00:00:00:00")
+	}
+	m.HardwareAddr = v
+	return nil
+}
+
+// MarshalYAML implements yaml.Marshaler.
+func (m MAC) MarshalYAML() (any, error) { return m.String(), nil }
+
 // PortRange is an inclusive range of ports written "20000-32767", or a
 // single port written "5060" or 5060.
 type PortRange struct {
@@ -219,6 +275,13 @@ func (r AddrRange) MarshalYAML() (any, error) { return r.String(), nil }
 
 // String returns "first-last".
 func (r AddrRange) String() string { return r.First.String() + "-" + r.Last.String() }
+
+// size returns the number of addresses in r.
+func (r AddrRange) size() uint64 {
+	f, l := r.First.As4(), r.Last.As4()
+	u := func(a [4]byte) uint64 { return uint64(a[0])<<24 | uint64(a[1])<<16 | uint64(a[2])<<8 | uint64(a[3]) }
+	return u(l) - u(f) + 1
+}
 
 // Contains reports whether a is in r.
 func (r AddrRange) Contains(a netip.Addr) bool {

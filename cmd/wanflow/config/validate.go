@@ -130,29 +130,177 @@ func (v *validator) validateLAN() {
 	for i, p := range l.Prefixes {
 		v.prefix4(fmt.Sprintf("lan.prefixes[%d]", i), p)
 	}
-	if d := l.DHCP; d != nil {
-		if !v.present("lan.dhcp.range") {
-			v.errorf("lan.dhcp.range", "required")
-		} else {
-			v.dhcpRange(d.Range)
-		}
-		v.durRange("lan.dhcp.lease_time", d.LeaseTime, time.Minute, 365*24*time.Hour)
-		if !filepath.IsAbs(d.LeaseFile) {
-			v.errorf("lan.dhcp.lease_file", "want an absolute path, got %q", d.LeaseFile)
-		}
+	switch {
+	case l.Domain == "":
+		v.errorf("lan.domain", "required (a DNS name like lan or home.arpa)")
+	case len(l.Domain) > 253 || !domainName.MatchString(l.Domain):
+		v.errorf("lan.domain", "want a DNS name of lower-case labels [a-z0-9-] (not starting or ending with -, at most 63 each, 253 in all, no trailing dot), got %q", l.Domain)
 	}
 	if d := l.DNS; d != nil {
-		if len(d.Listen) == 0 {
-			v.errorf("lan.dns.listen", "required")
+		v.validateDNS(d)
+	}
+	if d := l.DHCP; d != nil {
+		v.validateDHCP(d)
+	}
+}
+
+var (
+	// domainName matches a DNS name of lower-case labels.
+	domainName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$`)
+	// dhcpHostname matches a DHCP client's host name: one DNS label.
+	dhcpHostname = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
+)
+
+// routerAddrs returns the addresses the configuration says are the
+// router's or an uplink gateway's on the LAN segment, each with the path
+// that says so; no DHCP client may get them.
+func (v *validator) routerAddrs() map[netip.Addr]string {
+	l := &v.c.LAN
+	m := map[netip.Addr]string{}
+	for i, u := range v.c.Uplinks {
+		if u.Interface != "" && u.Interface == l.Interface && u.Gateway.IsValid() {
+			m[u.Gateway.Addr] = fmt.Sprintf("uplinks[%d].gateway", i)
 		}
-		for i, a := range d.Listen {
-			p := fmt.Sprintf("lan.dns.listen[%d]", i)
-			if !a.Addr().Is4() {
-				v.errorf(p, "want an IPv4 address:port, got %v", a)
-			} else if a.Port() == 0 {
-				v.errorf(p, "port must not be 0")
+	}
+	if l.DHCP != nil && l.DHCP.Router.IsValid() {
+		m[l.DHCP.Router.Addr] = "lan.dhcp.router"
+	}
+	if l.DNS != nil {
+		for i := len(l.DNS.Listen) - 1; i >= 0; i-- { // the first path wins
+			m[l.DNS.Listen[i].Addr()] = fmt.Sprintf("lan.dns.listen[%d]", i)
+		}
+	}
+	return m
+}
+
+func (v *validator) validateDHCP(d *DHCP) {
+	l := &v.c.LAN
+	if !v.present("lan.dhcp.range") {
+		v.errorf("lan.dhcp.range", "required")
+	} else {
+		v.dhcpRange(d.Range)
+	}
+	v.durRange("lan.dhcp.lease_time", d.LeaseTime, time.Minute, 365*24*time.Hour)
+	if !filepath.IsAbs(d.LeaseFile) {
+		v.errorf("lan.dhcp.lease_file", "want an absolute path, got %q", d.LeaseFile)
+	}
+	if v.present("lan.dhcp.router") {
+		v.unicast4("lan.dhcp.router", d.Router.Addr)
+		if d.Router.Is4() && len(l.Prefixes) > 0 && !inPrefixes(d.Router.Addr, l.Prefixes) {
+			v.errorf("lan.dhcp.router", "%v is outside lan.prefixes: clients could not reach it", d.Router)
+		}
+	}
+	seen := map[netip.Addr]int{}
+	for i, a := range d.DNS {
+		p := fmt.Sprintf("lan.dhcp.dns[%d]", i)
+		v.unicast4(p, a.Addr)
+		if j, dup := seen[a.Addr]; dup {
+			v.errorf(p, "%v listed twice (first at line %d)", a, v.line(fmt.Sprintf("lan.dhcp.dns[%d]", j)))
+		} else {
+			seen[a.Addr] = i
+		}
+	}
+	if len(d.DNS) == 0 && l.DNS == nil {
+		v.warnf("lan.dhcp", "clients are told to use the router as DNS server (lan.dhcp.dns not set) but lan.dns is not set: nothing answers them")
+	}
+	router := v.routerAddrs()
+	if d.Range.First.IsValid() {
+		for _, a := range slices.SortedFunc(maps.Keys(router), netip.Addr.Compare) {
+			if d.Range.Contains(a) {
+				v.errorf("lan.dhcp.range", "range %v includes %v (%s), which no client may get", d.Range, a, router[a])
 			}
 		}
+	}
+	macs := map[string]int{}
+	addrs := map[netip.Addr]int{}
+	names := map[string]int{}
+	for i, r := range d.Reservations {
+		p := fmt.Sprintf("lan.dhcp.reservations[%d]", i)
+		first := func(j int, key string) int { return v.line(fmt.Sprintf("lan.dhcp.reservations[%d].%s", j, key)) }
+		if !v.present(p + ".mac") {
+			v.errorf(p+".mac", "required")
+		} else if j, dup := macs[r.MAC.String()]; dup {
+			v.errorf(p+".mac", "MAC %v reserved twice (first at line %d)", r.MAC, first(j, "mac"))
+		} else {
+			macs[r.MAC.String()] = i
+		}
+		switch {
+		case !v.present(p + ".addr"):
+			v.errorf(p+".addr", "required")
+		case !r.Addr.Is4() || r.Addr.IsUnspecified() || r.Addr.IsMulticast() || r.Addr.Addr == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+			v.unicast4(p+".addr", r.Addr.Addr)
+		default:
+			if j, dup := addrs[r.Addr.Addr]; dup {
+				v.errorf(p+".addr", "%v reserved twice (first at line %d)", r.Addr, first(j, "addr"))
+			} else {
+				addrs[r.Addr.Addr] = i
+			}
+			if len(l.Prefixes) > 0 {
+				if q, ok := prefixOf(r.Addr.Addr, l.Prefixes); !ok {
+					v.errorf(p+".addr", "%v is outside lan.prefixes", r.Addr)
+				} else if q.Bits() < 31 && (r.Addr.Addr == q.Addr() || r.Addr.Addr == lastAddr(q)) {
+					v.errorf(p+".addr", "%v is the network or broadcast address of %v", r.Addr, q)
+				}
+			}
+			if what, ok := router[r.Addr.Addr]; ok {
+				v.errorf(p+".addr", "%v is the address of %s, which no client may get", r.Addr, what)
+			}
+		}
+		if v.present(p + ".hostname") {
+			key := strings.ToLower(r.Hostname)
+			if !dhcpHostname.MatchString(r.Hostname) {
+				v.errorf(p+".hostname", "want a host name [A-Za-z0-9-]{1,63}, not starting or ending with -, got %q", r.Hostname)
+			} else if j, dup := names[key]; dup {
+				v.errorf(p+".hostname", "host name %q reserved twice (first at line %d)", r.Hostname, first(j, "hostname"))
+			} else {
+				names[key] = i
+			}
+		}
+	}
+}
+
+func (v *validator) validateDNS(d *DNS) {
+	if len(d.Listen) == 0 {
+		v.errorf("lan.dns.listen", "required")
+	}
+	seen := map[netip.AddrPort]int{}
+	for i, a := range d.Listen {
+		p := fmt.Sprintf("lan.dns.listen[%d]", i)
+		switch {
+		case !a.Addr().Is4():
+			v.errorf(p, "want an IPv4 address:port, got %v", a)
+		case a.Port() == 0:
+			v.errorf(p, "port must not be 0")
+		default:
+			v.unicast4(p, a.Addr())
+		}
+		if j, dup := seen[a.AddrPort]; dup {
+			v.errorf(p, "%v listed twice (first at line %d)", a, v.line(fmt.Sprintf("lan.dns.listen[%d]", j)))
+		} else {
+			seen[a.AddrPort] = i
+		}
+	}
+	v.intRange("lan.dns.cache_size", d.CacheSize, 0, 1000000)
+	v.durRange("lan.dns.hedge_after", d.HedgeAfter, 10*time.Millisecond, 5*time.Second)
+	v.durRange("lan.dns.timeout", d.Timeout, 100*time.Millisecond, 30*time.Second)
+	if d.HedgeAfter >= d.Timeout && time.Duration(d.Timeout) >= 100*time.Millisecond {
+		p := "lan.dns.hedge_after"
+		if !v.present(p) {
+			p = "lan.dns.timeout"
+		}
+		v.errorf(p, "hedge_after %v must be less than timeout %v, or no query is ever hedged", d.HedgeAfter, d.Timeout)
+	}
+	v.durRange("lan.dns.serve_stale", d.ServeStale, 0, 7*24*time.Hour)
+	v.intRange("lan.dns.rate_limit", d.RateLimit, 0, 1000000)
+	if v.present("lan.dns.allow") {
+		if len(d.Allow) == 0 {
+			v.errorf("lan.dns.allow", "at least one prefix (leave the key out for the default: lan.prefixes)")
+		}
+		for i, p := range d.Allow {
+			v.prefix4(fmt.Sprintf("lan.dns.allow[%d]", i), p)
+		}
+	} else {
+		d.Allow = slices.Clone(v.c.LAN.Prefixes)
 	}
 }
 
@@ -288,6 +436,16 @@ func (v *validator) command(path, cmd string, shell bool) {
 	case len(words) == 0 || words[0] == "":
 		v.errorf(path, "empty command")
 	}
+}
+
+// prefixOf returns the (masked) prefix of ps that contains a.
+func prefixOf(a netip.Addr, ps []Prefix) (netip.Prefix, bool) {
+	for _, p := range ps {
+		if p.Contains(a) {
+			return p.Masked(), true
+		}
+	}
+	return netip.Prefix{}, false
 }
 
 func inPrefixes(a netip.Addr, ps []Prefix) bool {
