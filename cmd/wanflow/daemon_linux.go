@@ -246,6 +246,12 @@ func healthConfig(u config.Uplink, i int, servers []netip.Addr) health.Config {
 		case config.ProbeICMP:
 			hc.Targets = append(hc.Targets, health.Target{Kind: health.KindICMP, Addr: t.Addr})
 		case config.ProbeHTTP:
+			if !t.Addr.IsValid() {
+				// The probes do not resolve names (it would have to be
+				// through the probed uplink): such a target is left out.
+				slog.Warn("probe target left out: its URL names a host, probes need an IPv4 address", "uplink", u.Name, "url", t.URL)
+				continue
+			}
 			hc.Targets = append(hc.Targets, health.Target{Kind: health.KindHTTP, Addr: t.Addr, URL: t.URL})
 		case config.ProbeDNS:
 			if !t.UplinkDNS {
