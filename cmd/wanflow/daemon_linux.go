@@ -23,6 +23,8 @@ import (
 	"github.com/wanflow/wanflow/cmd/wanflow/config"
 	"github.com/wanflow/wanflow/dataplane"
 	"github.com/wanflow/wanflow/flowtable"
+	"github.com/wanflow/wanflow/lan/dhcp"
+	"github.com/wanflow/wanflow/lan/dns"
 	"github.com/wanflow/wanflow/lan/steer"
 	"github.com/wanflow/wanflow/uplinks"
 	"github.com/wanflow/wanflow/uplinks/events"
@@ -47,14 +49,18 @@ type daemon struct {
 
 	ring    *events.Ring
 	sup     *supervise.Supervisor
+	dhcp    *dhcp.Server
+	dns     *dns.Forwarder
+	dnsMu   sync.Mutex // serialises setDNSUpstreams
 	stopLog context.CancelFunc
 	wg      sync.WaitGroup // the daemon's goroutines
 
-	mu       sync.Mutex // serialises applyViews and guards what follows
-	lastAddr []netip.Addr
-	views    []supervise.View
-	status   []uplinks.Status
-	linkHdr  map[int]string // uplink index → link-layer header last published
+	mu         sync.Mutex // serialises applyViews and guards what follows
+	lastAddr   []netip.Addr
+	views      []supervise.View
+	status     []uplinks.Status
+	learnedDNS [][]netip.Addr // per uplink: servers read from its resolv file
+	linkHdr    map[int]string // uplink index → link-layer header last published
 }
 
 func runDaemon(cfg *config.Config, log *slog.Logger) error {
@@ -87,10 +93,11 @@ func (d *daemon) start(ctx context.Context) error {
 	if d.nft, err = nftables.New(); err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
-	routerAddr, err := lanAddress(h, cfg.LAN.Interface)
+	lanPrefix, err := lanAddress(h, cfg.LAN.Interface)
 	if err != nil {
 		return err
 	}
+	routerAddr := lanPrefix.Addr()
 
 	tunDev, err := tun.CreateTUN(cfg.Dataplane.TUN, cfg.Dataplane.MTU)
 	if err != nil {
@@ -179,6 +186,12 @@ func (d *daemon) start(ctx context.Context) error {
 	d.sup.Kernel(st)
 	d.sup.Flush()
 	d.engine.Start()
+	if err := d.startDHCP(ctx, lanPrefix); err != nil {
+		return err
+	}
+	if err := d.startDNS(ctx, lanPrefix); err != nil {
+		return err
+	}
 	d.wg.Add(4)
 	go func() { defer d.wg.Done(); d.routineNeighbors(ctx) }()
 	go func() { defer d.wg.Done(); d.routineResolv(ctx) }()
@@ -309,6 +322,10 @@ func (d *daemon) routineResolv(ctx context.Context) {
 	for i, u := range d.cfg.Uplinks {
 		last[i] = uplinkDNS(u)
 	}
+	d.mu.Lock()
+	d.learnedDNS = append([][]netip.Addr(nil), last...)
+	d.mu.Unlock()
+	d.setDNSUpstreams()
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	for {
@@ -326,6 +343,10 @@ func (d *daemon) routineResolv(ctx context.Context) {
 				continue
 			}
 			last[i] = cur
+			d.mu.Lock()
+			d.learnedDNS = append([][]netip.Addr(nil), last...)
+			d.mu.Unlock()
+			d.setDNSUpstreams()
 			d.ring.Add(events.Event{Kind: "dns", Uplink: u.Name, Cause: "resolv file " + u.ResolvFile + " changed", Detail: fmt.Sprint(cur)})
 			if usesUplinkDNS(u) {
 				if err := d.sup.SetHealth(i, healthConfig(u, i, cur)); err != nil {
@@ -398,6 +419,9 @@ func (d *daemon) applyViews(views []supervise.View, changes []supervise.Change) 
 	for _, c := range changes {
 		d.act(c)
 	}
+	if len(changes) > 0 {
+		go d.setDNSUpstreams() // takes d.mu, held here
+	}
 	return nil
 }
 
@@ -469,23 +493,25 @@ func (d *daemon) stop() error {
 	return errors.Join(errs...)
 }
 
-// lanAddress is the first IPv4 address of the LAN interface: the source of
-// the ICMP errors the router sends to LAN hosts.
-func lanAddress(h *netlink.Handle, name string) (netip.Addr, error) {
+// lanAddress is the first IPv4 address of the LAN interface, with its
+// prefix length: the source of the ICMP errors the router sends to LAN
+// hosts, and the DHCP server's address and subnet.
+func lanAddress(h *netlink.Handle, name string) (netip.Prefix, error) {
 	link, err := h.LinkByName(name)
 	if err != nil {
-		return netip.Addr{}, fmt.Errorf("lan interface %s: %w", name, err)
+		return netip.Prefix{}, fmt.Errorf("lan interface %s: %w", name, err)
 	}
 	addrs, err := h.AddrList(link, netlink.FAMILY_V4)
 	if err != nil {
-		return netip.Addr{}, fmt.Errorf("lan interface %s: addresses: %w", name, err)
+		return netip.Prefix{}, fmt.Errorf("lan interface %s: addresses: %w", name, err)
 	}
 	for _, a := range addrs {
 		if ip, ok := netip.AddrFromSlice(a.IP.To4()); ok {
-			return ip, nil
+			ones, _ := a.Mask.Size()
+			return netip.PrefixFrom(ip, ones), nil
 		}
 	}
-	return netip.Addr{}, fmt.Errorf("lan interface %s has no IPv4 address", name)
+	return netip.Prefix{}, fmt.Errorf("lan interface %s has no IPv4 address", name)
 }
 
 // checkEphemeralPorts refuses a NAT port range that overlaps the kernel's

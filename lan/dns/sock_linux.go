@@ -1,0 +1,83 @@
+package dns
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"runtime"
+	"syscall"
+
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// inNS runs fn in Config.NetNS: directly when it is nil, else on a locked
+// OS thread that has entered it. A thread that cannot return to its
+// namespace is never handed back to the scheduler: it stays locked and
+// dies with its goroutine. Sockets fn opens stay in the namespace they were
+// opened in.
+func (f *Forwarder) inNS(fn func() error) error {
+	if f.cfg.NetNS == nil {
+		return fn()
+	}
+	ns := *f.cfg.NetNS
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("get current netns: %w", err)
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(ns); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("enter netns %v: %w", ns, err)
+			return
+		}
+		ferr := fn()
+		if err := netns.Set(orig); err != nil {
+			errc <- fmt.Errorf("return from netns %v: %w (after fn: %v)", ns, err, ferr)
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+// dialUpstream opens a socket to u ("udp" or "tcp") bound to u's device
+// and source address, so the kernel routes it through u's uplink (its
+// rule "from <Source> lookup <table>", and SO_BINDTODEVICE keeps it on the
+// device whatever the routes say) and takes only what arrives on it.
+func (f *Forwarder) dialUpstream(ctx context.Context, network string, u *upstream) (net.Conn, error) {
+	d := net.Dialer{}
+	if u.Interface != "" {
+		dev := u.Interface
+		d.Control = func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			if err := c.Control(func(fd uintptr) { serr = unix.BindToDevice(int(fd), dev) }); err != nil {
+				return err
+			}
+			if serr != nil {
+				return fmt.Errorf("SO_BINDTODEVICE %s: %w", dev, serr)
+			}
+			return nil
+		}
+	}
+	if u.Source.IsValid() {
+		if network == "tcp" {
+			d.LocalAddr = &net.TCPAddr{IP: u.Source.AsSlice()}
+		} else {
+			d.LocalAddr = &net.UDPAddr{IP: u.Source.AsSlice()}
+		}
+	}
+	var c net.Conn
+	err := f.inNS(func() error {
+		var err error
+		c, err = d.DialContext(ctx, network, u.Addr.String())
+		return err
+	})
+	return c, err
+}
