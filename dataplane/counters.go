@@ -49,6 +49,9 @@ const (
 	numCounters
 )
 
+// NumCounters is the number of Counter values.
+const NumCounters = int(numCounters)
+
 var counterNames = [numCounters]string{
 	OutPackets:             "dataplane_out_packets",
 	OutBytes:               "dataplane_out_bytes",

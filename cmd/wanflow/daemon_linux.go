@@ -192,6 +192,7 @@ func (d *daemon) start(ctx context.Context) error {
 	if err := d.startDNS(ctx, lanPrefix); err != nil {
 		return err
 	}
+	d.startMetrics(ctx)
 	d.wg.Add(4)
 	go func() { defer d.wg.Done(); d.routineNeighbors(ctx) }()
 	go func() { defer d.wg.Done(); d.routineResolv(ctx) }()
