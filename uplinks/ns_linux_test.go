@@ -2,8 +2,6 @@ package uplinks
 
 import (
 	"fmt"
-	"os"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -11,119 +9,33 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/wanflow/wanflow/bench/lab/nstest"
 )
 
 // Helpers for the root tests: every one of them acts inside a namespace the
 // test created, never in the host namespace.
 
-// inNS runs fn on a locked OS thread inside ns; a thread that cannot get
-// back to its namespace dies with its goroutine instead of being reused.
-func inNS(ns netns.NsHandle, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- err
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
-
 // newNS creates an anonymous network namespace that lives until the test
 // ends, and returns it with a netlink handle inside it.
 func newNS(t *testing.T) (netns.NsHandle, *netlink.Handle) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces")
-	}
-	type result struct {
-		ns  netns.NsHandle
-		err error
-	}
-	res := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			res <- result{err: err}
-			return
-		}
-		defer orig.Close()
-		ns, err := netns.New() // unshare: this thread is now inside ns
-		if err != nil {
-			res <- result{err: err} // thread state unknown: let it die locked
-			return
-		}
-		if err := netns.Set(orig); err != nil {
-			ns.Close()
-			res <- result{err: err}
-			return
-		}
-		runtime.UnlockOSThread()
-		res <- result{ns: ns}
-	}()
-	r := <-res
-	if r.err != nil {
-		t.Fatalf("new netns: %v", r.err)
-	}
-	t.Cleanup(func() { r.ns.Close() })
-	h, err := netlink.NewHandleAt(r.ns)
-	if err != nil {
-		t.Fatalf("netlink handle in netns: %v", err)
-	}
-	t.Cleanup(h.Close)
-	lo, err := h.LinkByName("lo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.LinkSetUp(lo); err != nil {
-		t.Fatal(err)
-	}
-	return r.ns, h
+	n := nstest.New(t)
+	return n.NsHandle(), n.Handle()
 }
 
 // addVeth creates the veth pair name<->peer, sets both ends up and gives
 // name the address cidr (if not "").
 func addVeth(t *testing.T, h *netlink.Handle, name, peer, cidr string) netlink.Link {
 	t.Helper()
-	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: peer}); err != nil {
-		t.Fatalf("add veth %s: %v", name, err)
-	}
-	for _, n := range []string{peer, name} {
-		setUp(t, h, n, true)
-	}
-	l := link(t, h, name)
+	l := nstest.AddVeth(t, h, name, peer)
 	if cidr != "" {
 		addAddr(t, h, name, cidr, "")
 	}
 	return l
 }
 
-func link(t *testing.T, h *netlink.Handle, name string) netlink.Link {
-	t.Helper()
-	l, err := h.LinkByName(name)
-	if err != nil {
-		t.Fatalf("link %s: %v", name, err)
-	}
-	return l
-}
+var link = nstest.Link
 
 func setUp(t *testing.T, h *netlink.Handle, name string, up bool) {
 	t.Helper()
@@ -181,33 +93,7 @@ func delAddr(t *testing.T, h *netlink.Handle, name, cidr, peer string) {
 // openTUN creates the L3 TUN device name (no MAC, like ppp0) inside ns and
 // returns its file; the device has carrier while the file is open and
 // vanishes when it is closed, as a PPP device does when pppd exits.
-func openTUN(t *testing.T, ns netns.NsHandle, name string) *os.File {
-	t.Helper()
-	var f *os.File
-	err := inNS(ns, func() error {
-		fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		ifr, err := unix.NewIfreq(name)
-		if err != nil {
-			unix.Close(fd)
-			return err
-		}
-		ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI)
-		if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
-			unix.Close(fd)
-			return fmt.Errorf("TUNSETIFF %s: %w", name, err)
-		}
-		f = os.NewFile(uintptr(fd), "/dev/net/tun")
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("create TUN %s: %v", name, err)
-	}
-	t.Cleanup(func() { f.Close() })
-	return f
-}
+var openTUN = nstest.OpenTUN
 
 // dump renders every IPv4 rule and every IPv4 route of every table in the
 // handle's namespace, sorted, one object a line, devices by name.

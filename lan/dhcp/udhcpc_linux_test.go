@@ -2,7 +2,6 @@ package dhcp
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -18,99 +16,9 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
+
+	"github.com/wanflow/wanflow/bench/lab/nstest"
 )
-
-// inNS runs fn on a locked OS thread inside ns. If the thread cannot
-// return to its original namespace it stays locked and dies with its
-// goroutine, so no goroutine ever runs in a foreign namespace by accident.
-func inNS(ns netns.NsHandle, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(ferr, err) // thread stays locked and dies
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
-
-// newNamedNS creates a named network namespace (/run/netns/name, so that
-// `ip netns exec` can enter it) that is deleted when the test ends.
-func newNamedNS(t *testing.T, name string) netns.NsHandle {
-	t.Helper()
-	type result struct {
-		ns  netns.NsHandle
-		err error
-	}
-	res := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			res <- result{err: err}
-			return
-		}
-		defer orig.Close()
-		ns, err := netns.NewNamed(name) // this thread is now inside ns
-		if err != nil {
-			res <- result{err: err} // thread state unknown: let it die locked
-			return
-		}
-		if err := netns.Set(orig); err != nil {
-			ns.Close()
-			res <- result{err: err}
-			return
-		}
-		runtime.UnlockOSThread()
-		res <- result{ns: ns}
-	}()
-	r := <-res
-	if r.err != nil {
-		t.Fatalf("create netns %s: %v", name, r.err)
-	}
-	t.Cleanup(func() {
-		r.ns.Close()
-		if err := netns.DeleteNamed(name); err != nil {
-			t.Errorf("delete netns %s: %v", name, err)
-		}
-	})
-	return r.ns
-}
-
-func nsHandle(t *testing.T, ns netns.NsHandle) *netlink.Handle {
-	t.Helper()
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(h.Close)
-	lo, err := h.LinkByName("lo")
-	if err == nil {
-		err = h.LinkSetUp(lo)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h
-}
 
 // countingTransport counts replies sent as link-layer unicast.
 type countingTransport struct {
@@ -201,8 +109,8 @@ func TestUdhcpc(t *testing.T) {
 	// Server namespace: bridge lan0 (10.77.0.1/24) with one veth port per
 	// client; each client namespace holds the other end as eth0.
 	prefix := fmt.Sprintf("wfdhcp%d", os.Getpid())
-	srvNS := newNamedNS(t, prefix+"s")
-	srv := nsHandle(t, srvNS)
+	srvN := nstest.NewNamed(t, prefix+"s")
+	srvNS, srv := srvN.NsHandle(), srvN.Handle()
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "lan0"}}
 	if err := srv.LinkAdd(br); err != nil {
 		t.Fatalf("add bridge: %v", err)
@@ -232,8 +140,8 @@ func TestUdhcpc(t *testing.T) {
 	for i, c := range clients {
 		c.ns = fmt.Sprintf("%sc%d", prefix, i)
 		c.out = filepath.Join(dir, c.name+".events")
-		ns := newNamedNS(t, c.ns)
-		ch := nsHandle(t, ns)
+		n := nstest.NewNamed(t, c.ns)
+		ns, ch := n.NsHandle(), n.Handle()
 		port := &netlink.Veth{
 			LinkAttrs:        netlink.LinkAttrs{Name: fmt.Sprintf("p%d", i), MasterIndex: br.Attrs().Index},
 			PeerName:         "eth0",
@@ -276,7 +184,7 @@ func TestUdhcpc(t *testing.T) {
 		ready := make(chan struct{}, 1)
 		s.open = func(ifname string, log *slog.Logger) (transport, error) {
 			var tr transport
-			err := inNS(srvNS, func() error {
+			err := nstest.Do(srvNS, func() error {
 				var err error
 				tr, err = openTransport(ifname, log)
 				return err

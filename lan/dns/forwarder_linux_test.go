@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,57 +16,16 @@ import (
 	mdns "github.com/miekg/dns"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/wanflow/wanflow/bench/lab/nstest"
 )
 
 // newNS creates an anonymous network namespace, with lo up, that lives
 // until the test ends. The host namespace is never entered or changed.
 func newNS(t *testing.T) (netns.NsHandle, *netlink.Handle) {
 	t.Helper()
-	type result struct {
-		ns  netns.NsHandle
-		err error
-	}
-	res := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			res <- result{err: err}
-			return
-		}
-		defer orig.Close()
-		ns, err := netns.New() // unshare: this thread is now inside ns
-		if err != nil {
-			res <- result{err: err} // thread state unknown: let it die locked
-			return
-		}
-		if err := netns.Set(orig); err != nil {
-			ns.Close()
-			res <- result{err: err}
-			return
-		}
-		runtime.UnlockOSThread()
-		res <- result{ns: ns}
-	}()
-	r := <-res
-	if r.err != nil {
-		t.Fatalf("new netns: %v", r.err)
-	}
-	t.Cleanup(func() { r.ns.Close() })
-	h, err := netlink.NewHandleAt(r.ns)
-	if err != nil {
-		t.Fatalf("netlink handle in netns: %v", err)
-	}
-	t.Cleanup(h.Close)
-	lo, err := h.LinkByName("lo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.LinkSetUp(lo); err != nil {
-		t.Fatal(err)
-	}
-	return r.ns, h
+	n := nstest.New(t)
+	return n.NsHandle(), n.Handle()
 }
 
 // nsDo runs fn on a locked OS thread inside ns (sockets fn opens stay
@@ -75,40 +33,6 @@ func newNS(t *testing.T) (netns.NsHandle, *netlink.Handle) {
 func nsDo(ns netns.NsHandle, fn func() error) error {
 	f := &Forwarder{cfg: Config{NetNS: &ns}}
 	return f.inNS(fn)
-}
-
-// link creates the veth pair name (in the namespace of h) and peer (moved
-// to peerNS), addresses them and sets them up.
-func link(t *testing.T, h *netlink.Handle, name, addr string, peerNS netns.NsHandle, ph *netlink.Handle, peer, peerAddr string) {
-	t.Helper()
-	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: peer}); err != nil {
-		t.Fatalf("add veth %s: %v", name, err)
-	}
-	p, err := h.LinkByName(peer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.LinkSetNsFd(p, int(peerNS)); err != nil {
-		t.Fatalf("move %s: %v", peer, err)
-	}
-	up := func(h *netlink.Handle, name, addr string) {
-		l, err := h.LinkByName(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		a, err := netlink.ParseAddr(addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := h.AddrAdd(l, a); err != nil {
-			t.Fatalf("address %s on %s: %v", addr, name, err)
-		}
-		if err := h.LinkSetUp(l); err != nil {
-			t.Fatal(err)
-		}
-	}
-	up(h, name, addr)
-	up(ph, peer, peerAddr)
 }
 
 func ipnet(s string) *net.IPNet {
@@ -187,9 +111,9 @@ func TestUplinkBinding(t *testing.T) {
 	isp2NS, h2 := newNS(t)
 	clientNS, hC := newNS(t)
 
-	link(t, hR, "up1", "100.64.1.2/24", isp1NS, h1, "isp1", "100.64.1.1/24")
-	link(t, hR, "up2", "100.64.2.2/24", isp2NS, h2, "isp2", "100.64.2.1/24")
-	link(t, hR, "lan0", "10.77.0.1/24", clientNS, hC, "eth0", "10.77.0.10/24")
+	nstest.Veth(t, hR, "up1", "100.64.1.2/24", h1, isp1NS, "isp1", "100.64.1.1/24")
+	nstest.Veth(t, hR, "up2", "100.64.2.2/24", h2, isp2NS, "isp2", "100.64.2.1/24")
+	nstest.Veth(t, hR, "lan0", "10.77.0.1/24", hC, clientNS, "eth0", "10.77.0.10/24")
 	// Both ISPs' DNS servers on one address: only the uplink decides which
 	// one a query reaches.
 	const dnsAddr = "198.51.100.53"

@@ -5,17 +5,16 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"reflect"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
+
+	"github.com/wanflow/wanflow/bench/lab/nstest"
 )
 
 // newNS creates an anonymous network namespace that lives until the test
@@ -23,108 +22,8 @@ import (
 // is never entered or changed.
 func newNS(t *testing.T) (netns.NsHandle, *netlink.Handle) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces")
-	}
-	type result struct {
-		ns  netns.NsHandle
-		err error
-	}
-	res := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			res <- result{err: err}
-			return
-		}
-		defer orig.Close()
-		ns, err := netns.New() // unshare: this thread is now inside ns
-		if err != nil {
-			res <- result{err: err} // thread state unknown: let it die locked
-			return
-		}
-		if err := netns.Set(orig); err != nil {
-			ns.Close()
-			res <- result{err: err}
-			return
-		}
-		runtime.UnlockOSThread()
-		res <- result{ns: ns}
-	}()
-	r := <-res
-	if r.err != nil {
-		t.Fatalf("new netns: %v", r.err)
-	}
-	t.Cleanup(func() { r.ns.Close() })
-	h, err := netlink.NewHandleAt(r.ns)
-	if err != nil {
-		t.Fatalf("netlink handle in netns: %v", err)
-	}
-	t.Cleanup(h.Close)
-	lo, err := h.LinkByName("lo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.LinkSetUp(lo); err != nil {
-		t.Fatal(err)
-	}
-	return r.ns, h
-}
-
-// addVeth creates the veth pair name<->peer inside the handle's namespace
-// and sets both ends up.
-func addVeth(t *testing.T, h *netlink.Handle, name, peer string) netlink.Link {
-	t.Helper()
-	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: peer}); err != nil {
-		t.Fatalf("add veth %s: %v", name, err)
-	}
-	for _, n := range []string{peer, name} {
-		l, err := h.LinkByName(n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := h.LinkSetUp(l); err != nil {
-			t.Fatal(err)
-		}
-	}
-	l, err := h.LinkByName(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
-}
-
-// openTUN creates the L3 TUN device name inside ns (a TUN is created in the
-// namespace of the thread that opens /dev/net/tun) and returns its file;
-// closing the file deletes the device.
-func openTUN(t *testing.T, ns netns.NsHandle, name string) *os.File {
-	t.Helper()
-	var f *os.File
-	err := InNetNS(ns, func() error {
-		fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		ifr, err := unix.NewIfreq(name)
-		if err != nil {
-			unix.Close(fd)
-			return err
-		}
-		ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI)
-		if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
-			unix.Close(fd)
-			return fmt.Errorf("TUNSETIFF %s: %w", name, err)
-		}
-		f = os.NewFile(uintptr(fd), "/dev/net/tun")
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("create TUN %s: %v", name, err)
-	}
-	t.Cleanup(func() { f.Close() })
-	return f
+	n := nstest.New(t)
+	return n.NsHandle(), n.Handle()
 }
 
 // dump renders every IPv4 rule and every IPv4 route of every table in the
@@ -170,12 +69,12 @@ func owned(lines []string) []string {
 // setup builds a namespace with lan0 (veth to lanp) and the TUN wf0.
 func setup(t *testing.T) (netns.NsHandle, *netlink.Handle) {
 	ns, h := newNS(t)
-	lan := addVeth(t, h, "lan0", "lanp")
+	lan := nstest.AddVeth(t, h, "lan0", "lanp")
 	addr, _ := netlink.ParseAddr("10.77.0.1/24")
 	if err := h.AddrAdd(lan, addr); err != nil {
 		t.Fatal(err)
 	}
-	openTUN(t, ns, "wf0")
+	nstest.OpenTUN(t, ns, "wf0")
 	return ns, h
 }
 
@@ -325,8 +224,8 @@ func TestApplyFollowsTUNAndLAN(t *testing.T) {
 	if err := h.LinkDel(tun); err != nil {
 		t.Fatal(err)
 	}
-	openTUN(t, ns, "wf0")
-	addVeth(t, h, "lan1", "lan1p")
+	nstest.OpenTUN(t, ns, "wf0")
+	nstest.AddVeth(t, h, "lan1", "lan1p")
 	s := New(h, Config{LANInterface: "lan1", NetNS: &ns})
 	for range 2 {
 		if err := s.Apply(); err != nil {
@@ -345,7 +244,7 @@ func TestApplyFollowsTUNAndLAN(t *testing.T) {
 
 func TestApplyNeedsTUN(t *testing.T) {
 	ns, h := newNS(t)
-	addVeth(t, h, "lan0", "lanp")
+	nstest.AddVeth(t, h, "lan0", "lanp")
 	err := New(h, Config{LANInterface: "lan0", NetNS: &ns}).Apply()
 	var nf netlink.LinkNotFoundError
 	if !errors.As(err, &nf) {
@@ -359,7 +258,7 @@ func TestApplyNeedsTUN(t *testing.T) {
 func TestSysctls(t *testing.T) {
 	hostAll, hostErr := readSysctl(filepath.Join(procConf, "all", "rp_filter"))
 	ns, h := newNS(t)
-	addVeth(t, h, "lan0", "lanp")
+	nstest.AddVeth(t, h, "lan0", "lanp")
 	set := map[string]int{"all": 1, "default": 0, "lan0": 0, "lanp": 2, "lo": 0}
 	err := InNetNS(ns, func() error {
 		for _, dev := range []string{"default", "lan0", "lanp", "lo", "all"} {
@@ -372,7 +271,7 @@ func TestSysctls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	openTUN(t, ns, "wf0") // inherits default=0; make it 1 to see Apply lower it
+	nstest.OpenTUN(t, ns, "wf0") // inherits default=0; make it 1 to see Apply lower it
 	if err := InNetNS(ns, func() error {
 		return writeSysctl(filepath.Join(procConf, "wf0", "rp_filter"), 1)
 	}); err != nil {

@@ -13,7 +13,6 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +22,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/wanflow/wanflow/bench/lab/nstest"
 )
 
 // The root tests build, in namespaces they create (never touching the
@@ -85,53 +86,10 @@ func inNS(ns netns.NsHandle, fn func() error) error {
 // ends, with lo up, rp_filter off, and returns it with a netlink handle.
 func newNS(t *testing.T) (netns.NsHandle, *netlink.Handle) {
 	t.Helper()
-	type result struct {
-		ns  netns.NsHandle
-		err error
-	}
-	res := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			res <- result{err: err}
-			return
-		}
-		defer orig.Close()
-		ns, err := netns.New() // unshare: this thread is now inside ns
-		if err != nil {
-			res <- result{err: err} // thread state unknown: let it die locked
-			return
-		}
-		if err := netns.Set(orig); err != nil {
-			ns.Close()
-			res <- result{err: err}
-			return
-		}
-		runtime.UnlockOSThread()
-		res <- result{ns: ns}
-	}()
-	r := <-res
-	if r.err != nil {
-		t.Fatalf("new netns: %v", r.err)
-	}
-	t.Cleanup(func() { r.ns.Close() })
-	h, err := netlink.NewHandleAt(r.ns)
-	if err != nil {
-		t.Fatalf("netlink handle in netns: %v", err)
-	}
-	t.Cleanup(h.Close)
-	lo, err := h.LinkByName("lo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.LinkSetUp(lo); err != nil {
-		t.Fatal(err)
-	}
-	sysctl(t, r.ns, "conf/all/rp_filter", "0")
-	sysctl(t, r.ns, "conf/default/rp_filter", "0")
-	return r.ns, h
+	n := nstest.New(t)
+	sysctl(t, n.NsHandle(), "conf/all/rp_filter", "0")
+	sysctl(t, n.NsHandle(), "conf/default/rp_filter", "0")
+	return n.NsHandle(), n.Handle()
 }
 
 // sysctl sets net.ipv4.<key> inside ns.
@@ -140,40 +98,6 @@ func sysctl(t *testing.T, ns netns.NsHandle, key, val string) {
 	err := inNS(ns, func() error { return os.WriteFile("/proc/sys/net/ipv4/"+key, []byte(val), 0) })
 	if err != nil {
 		t.Fatalf("sysctl %s=%s: %v", key, val, err)
-	}
-}
-
-func mustLink(t *testing.T, h *netlink.Handle, name string) netlink.Link {
-	t.Helper()
-	l, err := h.LinkByName(name)
-	if err != nil {
-		t.Fatalf("link %s: %v", name, err)
-	}
-	return l
-}
-
-// veth creates name (in h's namespace, with cidr) and its peer (in peerNS
-// as peer, with peerCIDR), both up.
-func veth(t *testing.T, h *netlink.Handle, name, cidr string, peerH *netlink.Handle, peerNS netns.NsHandle, peer, peerCIDR string) {
-	t.Helper()
-	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: peer, PeerNamespace: netlink.NsFd(peerNS)}); err != nil {
-		t.Fatalf("add veth %s-%s: %v", name, peer, err)
-	}
-	for _, x := range []struct {
-		h          *netlink.Handle
-		name, cidr string
-	}{{h, name, cidr}, {peerH, peer, peerCIDR}} {
-		l := mustLink(t, x.h, x.name)
-		a, err := netlink.ParseAddr(x.cidr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := x.h.AddrAdd(l, a); err != nil {
-			t.Fatalf("address %s on %s: %v", x.cidr, x.name, err)
-		}
-		if err := x.h.LinkSetUp(l); err != nil {
-			t.Fatalf("set %s up: %v", x.name, err)
-		}
 	}
 }
 
@@ -207,12 +131,12 @@ func newLab(t *testing.T) *lab {
 	sysctl(t, l.isp1, "ip_forward", "1")
 	sysctl(t, l.isp2, "ip_forward", "1")
 
-	veth(t, l.hRouter, "up1", "100.64.1.2/24", l.hISP1, l.isp1, "r1", "100.64.1.1/24")
-	veth(t, l.hRouter, "up2", "100.64.2.2/24", l.hISP2, l.isp2, "r2", "100.64.2.1/24")
-	veth(t, l.hISP1, "inet1", "198.18.1.1/24", l.hInet, l.inet, "isp1", "198.18.1.2/24")
-	veth(t, l.hISP2, "inet2", "198.18.2.1/24", l.hInet, l.inet, "isp2", "198.18.2.2/24")
+	nstest.Veth(t, l.hRouter, "up1", "100.64.1.2/24", l.hISP1, l.isp1, "r1", "100.64.1.1/24")
+	nstest.Veth(t, l.hRouter, "up2", "100.64.2.2/24", l.hISP2, l.isp2, "r2", "100.64.2.1/24")
+	nstest.Veth(t, l.hISP1, "inet1", "198.18.1.1/24", l.hInet, l.inet, "isp1", "198.18.1.2/24")
+	nstest.Veth(t, l.hISP2, "inet2", "198.18.2.1/24", l.hInet, l.inet, "isp2", "198.18.2.2/24")
 	a, _ := netlink.ParseAddr(target.String() + "/32")
-	if err := l.hInet.AddrAdd(mustLink(t, l.hInet, "lo"), a); err != nil {
+	if err := l.hInet.AddrAdd(nstest.Link(t, l.hInet, "lo"), a); err != nil {
 		t.Fatal(err)
 	}
 
@@ -236,8 +160,8 @@ func newLab(t *testing.T) *lab {
 			t.Fatalf("rule from %v: %v", src, err)
 		}
 	}
-	l.up1 = Binding{Ifindex: mustLink(t, l.hRouter, "up1").Attrs().Index, Interface: "up1", Addr: up1Addr}
-	l.up2 = Binding{Ifindex: mustLink(t, l.hRouter, "up2").Attrs().Index, Interface: "up2", Addr: up2Addr}
+	l.up1 = Binding{Ifindex: nstest.Link(t, l.hRouter, "up1").Attrs().Index, Interface: "up1", Addr: up1Addr}
+	l.up2 = Binding{Ifindex: nstest.Link(t, l.hRouter, "up2").Attrs().Index, Interface: "up2", Addr: up2Addr}
 	l.startServers(t)
 	return l
 }
@@ -255,14 +179,14 @@ func (l *lab) inetRoutesVia1(t *testing.T) {
 // carrier. The internet now reaches 100.64.1.0/24 only through ISP2.
 func (l *lab) cutISP1(t *testing.T) {
 	t.Helper()
-	if err := l.hInet.LinkSetDown(mustLink(t, l.hInet, "isp1")); err != nil {
+	if err := l.hInet.LinkSetDown(nstest.Link(t, l.hInet, "isp1")); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func (l *lab) repairISP1(t *testing.T) {
 	t.Helper()
-	if err := l.hInet.LinkSetUp(mustLink(t, l.hInet, "isp1")); err != nil {
+	if err := l.hInet.LinkSetUp(nstest.Link(t, l.hInet, "isp1")); err != nil {
 		t.Fatal(err)
 	}
 	l.inetRoutesVia1(t)

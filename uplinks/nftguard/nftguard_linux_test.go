@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"reflect"
-	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -17,79 +16,10 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
-	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/wanflow/wanflow/bench/lab/nstest"
 )
-
-// newNS creates an anonymous network namespace that lives until the test
-// ends. The host namespace is never changed.
-func newNS(t *testing.T) netns.NsHandle {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces")
-	}
-	type result struct {
-		ns  netns.NsHandle
-		err error
-	}
-	res := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			res <- result{err: err}
-			return
-		}
-		defer orig.Close()
-		ns, err := netns.New() // unshare: this thread is now inside ns
-		if err != nil {
-			res <- result{err: err} // thread state unknown: let it die locked
-			return
-		}
-		if err := netns.Set(orig); err != nil {
-			ns.Close()
-			res <- result{err: err}
-			return
-		}
-		runtime.UnlockOSThread()
-		res <- result{ns: ns}
-	}()
-	r := <-res
-	if r.err != nil {
-		t.Fatalf("new netns: %v", r.err)
-	}
-	t.Cleanup(func() { r.ns.Close() })
-	return r.ns
-}
-
-// inNS runs fn on a locked OS thread inside ns.
-func inNS(ns netns.NsHandle, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- err // the thread dies locked
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
 
 func connIn(t *testing.T, ns netns.NsHandle) *nftables.Conn {
 	t.Helper()
@@ -195,7 +125,7 @@ var (
 )
 
 func TestApplyIdempotent(t *testing.T) {
-	ns := newNS(t)
+	ns := nstest.New(t).NsHandle()
 	conn := connIn(t, ns)
 	// Someone else's table, which must survive.
 	other := conn.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: "filter"})
@@ -293,7 +223,7 @@ func TestApplyIdempotent(t *testing.T) {
 }
 
 func TestApplyRepairsForeignEdits(t *testing.T) {
-	ns := newNS(t)
+	ns := nstest.New(t).NsHandle()
 	conn := connIn(t, ns)
 	cfg := Config{}
 	if err := Apply(conn, cfg, []netip.Addr{a1}); err != nil {
@@ -317,7 +247,7 @@ func TestApplyRepairsForeignEdits(t *testing.T) {
 }
 
 func TestRemove(t *testing.T) {
-	ns := newNS(t)
+	ns := nstest.New(t).NsHandle()
 	conn := connIn(t, ns)
 	if err := Remove(conn, ""); err != nil {
 		t.Fatalf("Remove without table: %v", err)
@@ -344,38 +274,9 @@ func TestRemove(t *testing.T) {
 // silently (and counted); to a port outside it the kernel still answers
 // with RST / port unreachable.
 func TestDrop(t *testing.T) {
-	router, isp := newNS(t), newNS(t)
-	hr, err := netlink.NewHandleAt(router)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hr.Close()
-	hi, err := netlink.NewHandleAt(isp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hi.Close()
-	if err := hr.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "up1"}, PeerName: "isp1",
-		PeerNamespace: netlink.NsFd(int(isp))}); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []struct {
-		h    *netlink.Handle
-		dev  string
-		addr string
-	}{{hr, "up1", "100.64.1.2/24"}, {hi, "isp1", "100.64.1.1/24"}} {
-		l, err := c.h.LinkByName(c.dev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ad, _ := netlink.ParseAddr(c.addr)
-		if err := c.h.AddrAdd(l, ad); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.h.LinkSetUp(l); err != nil {
-			t.Fatal(err)
-		}
-	}
+	r, i := nstest.New(t), nstest.New(t)
+	router, isp := r.NsHandle(), i.NsHandle()
+	nstest.Veth(t, r.Handle(), "up1", "100.64.1.2/24", i.Handle(), isp, "isp1", "100.64.1.1/24")
 	conn := connIn(t, router)
 	if err := Apply(conn, Config{Ports: [2]uint16{20000, 32767}}, []netip.Addr{a1}); err != nil {
 		t.Fatal(err)
@@ -383,7 +284,7 @@ func TestDrop(t *testing.T) {
 
 	const wait = 300 * time.Millisecond
 	tcp := func(port int) error {
-		return inNS(isp, func() error {
+		return nstest.Do(isp, func() error {
 			c, err := net.DialTimeout("tcp4", fmt.Sprintf("100.64.1.2:%d", port), wait)
 			if err == nil {
 				c.Close()
@@ -392,7 +293,7 @@ func TestDrop(t *testing.T) {
 		})
 	}
 	udp := func(port int) error {
-		return inNS(isp, func() error {
+		return nstest.Do(isp, func() error {
 			c, err := net.Dial("udp4", fmt.Sprintf("100.64.1.2:%d", port))
 			if err != nil {
 				return err
