@@ -14,6 +14,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/wanflow/wanflow/uplinks/netnsrun"
 )
 
 const netnsDir = "/run/netns"
@@ -21,7 +23,7 @@ const netnsDir = "/run/netns"
 // errThreadLost is returned when a thread could not be moved back to its
 // original namespace; that thread is left locked so that the runtime
 // terminates it.
-var errThreadLost = errors.New("lab: could not restore the thread's network namespace (thread discarded)")
+var errThreadLost = netnsrun.ErrThreadLost
 
 // Do runs fn on a locked OS thread inside the namespace and returns its
 // error. fn runs in a fresh goroutine; the caller's goroutine and thread
@@ -30,36 +32,12 @@ var errThreadLost = errors.New("lab: could not restore the thread's network name
 // fn belong to the namespace and may be used from any goroutine afterwards.
 // fn must not start goroutines that expect to be in the namespace.
 func (n *NS) Do(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() { errc <- n.do(fn) }()
-	return <-errc
-}
-
-// do is the body of Do, run on its own goroutine.
-func (n *NS) do(fn func() error) error {
 	target, err := netns.GetFromPath(n.Path)
 	if err != nil {
 		return fmt.Errorf("lab: open namespace %s: %w", n.Name, err)
 	}
 	defer target.Close()
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("lab: get thread namespace: %w", err)
-	}
-	defer orig.Close()
-	if err := netns.Set(target); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("lab: enter namespace %s: %w", n.Name, err)
-	}
-	ferr := fn()
-	if err := netns.Set(orig); err != nil {
-		// Stay locked: the goroutine ends and the runtime kills the thread.
-		return errors.Join(ferr, errThreadLost, err)
-	}
-	runtime.UnlockOSThread()
-	return ferr
+	return netnsrun.Do(target, fn)
 }
 
 // Command returns a command that runs name with args inside the namespace,

@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"runtime"
 	"syscall"
 
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/wanflow/wanflow/uplinks/netnsrun"
 )
 
 // inNS runs fn in Config.NetNS: directly when it is nil, else on a locked
@@ -20,31 +20,7 @@ func (f *Forwarder) inNS(fn func() error) error {
 	if f.cfg.NetNS == nil {
 		return fn()
 	}
-	ns := *f.cfg.NetNS
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("get current netns: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter netns %v: %w", ns, err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- fmt.Errorf("return from netns %v: %w (after fn: %v)", ns, err, ferr)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
+	return netnsrun.Do(*f.cfg.NetNS, fn)
 }
 
 // dialUpstream opens a socket to u ("udp" or "tcp") bound to u's device

@@ -1,10 +1,9 @@
 package steer
 
 import (
-	"fmt"
-	"runtime"
-
 	"github.com/vishvananda/netns"
+
+	"github.com/wanflow/wanflow/uplinks/netnsrun"
 )
 
 // InNetNS runs fn on a dedicated, locked OS thread that has entered the
@@ -17,30 +16,5 @@ import (
 // original namespace it is never handed back to the scheduler: it stays
 // locked and the runtime destroys it when InNetNS's goroutine exits.
 func InNetNS(ns netns.NsHandle, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("steer: get current netns: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			// setns failed: the thread is still where it was.
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("steer: enter netns %v: %w", ns, err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			// Stay locked: the thread dies with this goroutine.
-			errc <- fmt.Errorf("steer: return from netns %v: %w (after fn: %v)", ns, err, ferr)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
+	return netnsrun.Do(ns, fn)
 }

@@ -12,7 +12,6 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -22,6 +21,8 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/wanflow/wanflow/uplinks/netnsrun"
 )
 
 // osSystem probes with real sockets in the Prober's namespace.
@@ -71,30 +72,7 @@ func (s *osSystem) inNS(fn func() error) error {
 	if s.ns == nil {
 		return fn()
 	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("get current netns: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(*s.ns); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter netns %v: %w", *s.ns, err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- fmt.Errorf("return from netns %v: %w (after fn: %v)", *s.ns, err, ferr)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
+	return netnsrun.Do(*s.ns, fn)
 }
 
 // bindDevice binds socket fd to b's device.

@@ -1,7 +1,6 @@
 package nstest
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -10,6 +9,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/wanflow/wanflow/uplinks/netnsrun"
 )
 
 // NS is a network namespace created for one test, with a netlink handle
@@ -117,30 +118,7 @@ func (n *NS) Do(fn func() error) error { return Do(n.ns, fn) }
 // dies with its goroutine, so no goroutine ever runs in a foreign namespace
 // by accident.
 func Do(ns netns.NsHandle, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(ferr, err) // the thread stays locked and dies
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
+	return netnsrun.Do(ns, fn)
 }
 
 // AddVeth creates the veth pair name<->peer inside the handle's namespace,
