@@ -72,6 +72,9 @@ func (d *daemon) startDNS(ctx context.Context, lan netip.Prefix) error {
 	if c.ServeStale == 0 {
 		fc.ServeStale = -1
 	}
+	if c.CacheSize == 0 {
+		fc.CacheSize = -1 // 0 in the config: no cache
+	}
 	if c.RateLimit == 0 {
 		fc.RatePerClient = -1
 	}

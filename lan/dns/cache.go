@@ -278,7 +278,7 @@ func newCache(size int) *cache {
 		s := &c.shards[i]
 		s.m = make(map[cacheKey]*entry)
 		s.lru.next, s.lru.prev = &s.lru, &s.lru
-		s.max = max((size+n-1)/n, 1)
+		s.max = (size + n - 1) / n
 	}
 	return c
 }
@@ -314,6 +314,9 @@ func (c *cache) get(k cacheKey, now time.Time) *entry {
 // recently used entries beyond the shard's size.
 func (c *cache) put(e *entry) {
 	s := c.shard(e.key)
+	if s.max == 0 { // no cache
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if old := s.m[e.key]; old != nil {

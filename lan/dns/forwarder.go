@@ -107,7 +107,7 @@ type Config struct {
 	// local names.
 	Local func(host string) (netip.Addr, bool)
 	// CacheSize is the number of cached answers (LRU); default
-	// DefaultCacheSize.
+	// DefaultCacheSize, negative: no cache (and so no serve-stale).
 	CacheSize int
 	// HedgeAfter: a query also goes to the next upstream when the previous
 	// one has not answered within HedgeAfter; default DefaultHedgeAfter.
@@ -172,8 +172,11 @@ func (c Config) withDefaults() (Config, error) {
 			return c, fmt.Errorf("dns: config: domain %q is not a domain name", c.Domain)
 		}
 	}
-	if c.CacheSize <= 0 {
+	switch {
+	case c.CacheSize == 0:
 		c.CacheSize = DefaultCacheSize
+	case c.CacheSize < 0:
+		c.CacheSize, c.ServeStale = 0, -1
 	}
 	if c.HedgeAfter <= 0 {
 		c.HedgeAfter = DefaultHedgeAfter

@@ -648,6 +648,23 @@ func TestCacheBounded(t *testing.T) {
 	}
 }
 
+func TestCacheDisabled(t *testing.T) {
+	up := newTestUpstream(t, answerA(60, "192.0.2.1"))
+	f, _ := newTestForwarder(t, Config{CacheSize: -1}, up.upstream("isp1"))
+	if f.cfg.ServeStale != 0 {
+		t.Errorf("serve-stale %v without a cache", f.cfg.ServeStale)
+	}
+	for range 3 {
+		firstA(t, ask(t, f, client, false, mkQuery(t, "a.", mdns.TypeA)))
+	}
+	if n := up.queries.Load(); n != 3 {
+		t.Errorf("upstream queries: got %d, want 3 (nothing cached)", n)
+	}
+	if n := f.Stats().CacheEntries; n != 0 {
+		t.Errorf("entries: got %d, want 0", n)
+	}
+}
+
 func TestSetUpstreamsStats(t *testing.T) {
 	a := newTestUpstream(t, answerA(60, "192.0.2.1"))
 	b := newTestUpstream(t, answerA(60, "192.0.2.2"))
