@@ -131,3 +131,26 @@ func (s *Stats) Map() map[string]uint64 {
 	}
 	return m
 }
+
+// uplinkCounters is one worker's traffic through one uplink. Only the
+// worker writes; anyone may read.
+type uplinkCounters struct {
+	v [4]atomic.Uint64 // packets out, bytes out, packets in, bytes in
+}
+
+const (
+	trafficOut = 0
+	trafficIn  = 2
+)
+
+func (c *uplinkCounters) add(bytes int, dir int) {
+	c.v[dir].Add(1)
+	c.v[dir+1].Add(uint64(bytes))
+}
+
+// Traffic counts the packets and bytes (IP packets, a super-packet as
+// one) that went through one uplink: out is LAN → internet, sent by the
+// uplink's socket; in is internet → LAN, handed to the TUN device.
+type Traffic struct {
+	PacketsOut, BytesOut, PacketsIn, BytesIn uint64
+}

@@ -19,6 +19,8 @@ type worker struct {
 	in    chan *batch
 	ctl   chan func()
 	count counters
+	// traffic per uplink index, written only by the worker.
+	traffic []uplinkCounters
 
 	mu      sync.Mutex // held while the worker routine runs; ctl requests bypass it
 	running bool
@@ -36,16 +38,17 @@ type worker struct {
 
 func newWorker(e *Engine, id int, ft *flowtable.Table) *worker {
 	w := &worker{
-		e:     e,
-		id:    id,
-		ft:    ft,
-		in:    make(chan *batch, e.cfg.QueueLen),
-		ctl:   make(chan func()),
-		txUp:  make([][][]byte, e.cfg.MaxUplinks),
-		txFr:  make([][][]byte, e.cfg.MaxUplinks),
-		txFrS: make([][]int, e.cfg.MaxUplinks),
-		frame: make([][]byte, 0, batchSize),
-		txTUN: make([][]byte, 0, 2*batchSize),
+		e:       e,
+		id:      id,
+		ft:      ft,
+		in:      make(chan *batch, e.cfg.QueueLen),
+		ctl:     make(chan func()),
+		txUp:    make([][][]byte, e.cfg.MaxUplinks),
+		txFr:    make([][][]byte, e.cfg.MaxUplinks),
+		txFrS:   make([][]int, e.cfg.MaxUplinks),
+		frame:   make([][]byte, 0, batchSize),
+		txTUN:   make([][]byte, 0, 2*batchSize),
+		traffic: make([]uplinkCounters, e.cfg.MaxUplinks),
 	}
 	for i := range w.txUp {
 		w.txUp[i] = make([][]byte, 0, 2*batchSize)
@@ -165,10 +168,12 @@ func (w *worker) flush(s *snapshot) {
 		if sent < len(q) {
 			w.count.add(OutDropSendError, uint64(len(q)-sent))
 		}
+		tr := &w.traffic[idx]
 		for i, buf := range q {
 			if i < sent {
 				w.count.inc(OutPackets)
 				w.count.add(OutBytes, uint64(len(buf)-headroom))
+				tr.add(len(buf)-headroom, trafficOut)
 			}
 			w.e.bufs.Put(buf)
 			q[i] = nil
@@ -192,11 +197,13 @@ func (w *worker) flush(s *snapshot) {
 		if sent < len(q) {
 			w.count.add(OutDropSendError, uint64(len(q)-sent))
 		}
+		tr := &w.traffic[idx]
 		for i, buf := range q {
 			if i < sent {
 				w.count.inc(OutPackets)
 				w.count.inc(OutGSOFrames)
 				w.count.add(OutBytes, uint64(len(buf)-headroom))
+				tr.add(len(buf)-headroom, trafficOut)
 			}
 			w.e.bufs.Put(buf)
 			q[i] = nil
@@ -465,6 +472,7 @@ func (w *worker) inbound(s *snapshot, idx int, buf []byte, n int, now int64) {
 		w.ft.Touch(ent, flowtable.DirIn, p.TCPFlags, n, now)
 		packet.RewriteDst(pkt, &p, ent.Key.Src, ent.Key.SrcPort)
 	}
+	w.traffic[idx].add(n, trafficIn)
 	w.txTUN = append(w.txTUN, buf[:headroom+n])
 }
 
