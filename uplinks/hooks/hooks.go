@@ -75,21 +75,22 @@ type transition struct {
 // Runner runs the hooks of one uplink, one at a time, in the order of the
 // Down and Up calls. It is safe for concurrent use.
 type Runner struct {
-	uplink                    string
-	onDown, onUp, whileDown   *command
-	retry, timeout, killGrace time.Duration
-	log                       *slog.Logger
-	record                    func(events.Event)
+	uplink    string
+	killGrace time.Duration
+	log       *slog.Logger
+	record    func(events.Event)
 
 	wake chan struct{} // cap 1: the queue changed or Close was called
 	quit chan struct{} // closed by Close
 	done chan struct{} // closed when routineRun returns
 
-	mu     sync.Mutex
-	iface  string
-	state  string // the last state asked for: "", "down" or "up"
-	queue  []transition
-	closed bool
+	mu                      sync.Mutex
+	onDown, onUp, whileDown *command // replaced by SetSpec
+	retry, timeout          time.Duration
+	iface                   string
+	state                   string // the last state asked for: "", "down" or "up"
+	queue                   []transition
+	closed                  bool
 }
 
 // New validates spec and returns a Runner for the uplink named uplink, whose
@@ -104,16 +105,12 @@ type Runner struct {
 // The Runner starts in no state: the first Down or Up always acts. New
 // starts the Runner's goroutine; Close stops it.
 func New(uplink, iface string, spec Spec, log *slog.Logger, record func(events.Event)) (*Runner, error) {
-	if spec.Retry < 0 {
-		return nil, fmt.Errorf("hooks: uplink %s: negative retry %v", uplink, spec.Retry)
-	}
-	if spec.Timeout < 0 {
-		return nil, fmt.Errorf("hooks: uplink %s: negative timeout %v", uplink, spec.Timeout)
+	c, err := compile(uplink, spec)
+	if err != nil {
+		return nil, err
 	}
 	r := &Runner{
 		uplink:    uplink,
-		retry:     spec.Retry,
-		timeout:   spec.Timeout,
 		killGrace: KillGrace,
 		record:    record,
 		wake:      make(chan struct{}, 1),
@@ -121,29 +118,78 @@ func New(uplink, iface string, spec Spec, log *slog.Logger, record func(events.E
 		done:      make(chan struct{}),
 		iface:     iface,
 	}
-	if r.retry == 0 {
-		r.retry = DefaultRetry
-	}
-	if r.timeout == 0 {
-		r.timeout = DefaultTimeout
-	}
+	r.set(c)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	r.log = log.With("uplink", uplink)
+	go r.routineRun()
+	return r, nil
+}
+
+// compiled is a checked Spec.
+type compiled struct {
+	onDown, onUp, whileDown *command
+	retry, timeout          time.Duration
+}
+
+func compile(uplink string, spec Spec) (compiled, error) {
+	c := compiled{retry: spec.Retry, timeout: spec.Timeout}
+	if spec.Retry < 0 {
+		return c, fmt.Errorf("hooks: uplink %s: negative retry %v", uplink, spec.Retry)
+	}
+	if spec.Timeout < 0 {
+		return c, fmt.Errorf("hooks: uplink %s: negative timeout %v", uplink, spec.Timeout)
+	}
+	if c.retry == 0 {
+		c.retry = DefaultRetry
+	}
+	if c.timeout == 0 {
+		c.timeout = DefaultTimeout
+	}
 	for _, h := range []struct {
 		dst  **command
 		name string
 		line string
-	}{{&r.onDown, OnDown, spec.OnDown}, {&r.onUp, OnUp, spec.OnUp}, {&r.whileDown, WhileDown, spec.WhileDown}} {
-		c, err := parse(h.name, h.line, spec.Shell)
+	}{{&c.onDown, OnDown, spec.OnDown}, {&c.onUp, OnUp, spec.OnUp}, {&c.whileDown, WhileDown, spec.WhileDown}} {
+		cmd, err := parse(h.name, h.line, spec.Shell)
 		if err != nil {
-			return nil, fmt.Errorf("hooks: uplink %s: %s %q: %w", uplink, h.name, h.line, err)
+			return c, fmt.Errorf("hooks: uplink %s: %s %q: %w", uplink, h.name, h.line, err)
 		}
-		*h.dst = c
+		*h.dst = cmd
 	}
-	go r.routineRun()
-	return r, nil
+	return c, nil
+}
+
+// set installs c; the caller holds r.mu or owns r exclusively.
+func (r *Runner) set(c compiled) {
+	r.onDown, r.onUp, r.whileDown, r.retry, r.timeout = c.onDown, c.onUp, c.whileDown, c.retry, c.timeout
+}
+
+// get returns the current commands and timings.
+func (r *Runner) get() compiled {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return compiled{r.onDown, r.onUp, r.whileDown, r.retry, r.timeout}
+}
+
+// SetSpec replaces the hooks (a config reload) without changing the
+// uplink's state: a run in progress finishes, later runs use the new
+// commands and timings. A spec that New would reject is an error and
+// changes nothing.
+func (r *Runner) SetSpec(spec Spec) error {
+	c, err := compile(r.uplink, spec)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.set(c)
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+	return nil
 }
 
 // parse turns a configured line into a command; an empty line is no command.
@@ -256,7 +302,7 @@ func (r *Runner) routineRun() {
 	var (
 		down  bool      // the last transition run was a Down
 		cause string    // its cause
-		next  time.Time // when WhileDown runs next; valid iff down
+		last  time.Time // when WhileDown last ran; zero: run it now
 	)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -266,19 +312,22 @@ func (r *Runner) routineRun() {
 		if closed {
 			return
 		}
+		c := r.get()
 		if ok {
 			if t.down {
 				down, cause = true, t.cause
-				r.run(r.onDown, "down", cause)
-				next = time.Now()
+				r.run(c.onDown, "down", cause, c.timeout)
+				last = time.Time{}
 			} else {
 				down = false
-				r.run(r.onUp, "up", "")
+				r.run(c.onUp, "up", "", c.timeout)
 			}
 			continue
 		}
-		if down && r.whileDown != nil {
-			if d := time.Until(next); d > 0 {
+		if down && c.whileDown != nil {
+			// The retry is read anew each time: a reload that shortens it
+			// cuts the current wait short.
+			if d := time.Until(last.Add(c.retry)); !last.IsZero() && d > 0 {
 				timer.Reset(d)
 				select {
 				case <-r.wake:
@@ -288,8 +337,8 @@ func (r *Runner) routineRun() {
 				timer.Stop()
 				continue // re-check the queue before running
 			}
-			r.run(r.whileDown, "down", cause)
-			next = time.Now().Add(r.retry)
+			r.run(c.whileDown, "down", cause, c.timeout)
+			last = time.Now()
 			continue
 		}
 		select {
@@ -308,7 +357,7 @@ type result struct {
 }
 
 // run runs c (nil: nothing) and logs and records the outcome.
-func (r *Runner) run(c *command, state, cause string) {
+func (r *Runner) run(c *command, state, cause string, timeout time.Duration) {
 	if c == nil {
 		return
 	}
@@ -327,7 +376,7 @@ func (r *Runner) run(c *command, state, cause string) {
 	}
 	log := r.log.With("hook", c.name)
 	start := time.Now()
-	res := r.exec(c, env, log)
+	res := r.exec(c, env, log, timeout)
 	d := time.Since(start)
 	attrs := []any{"pid", res.pid, "exit", res.exit, "duration", d}
 	if res.err != "" {

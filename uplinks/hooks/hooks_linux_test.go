@@ -651,3 +651,29 @@ func TestFlapsEndInLastState(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestSetSpec: a reload replaces the commands and the retry of a running
+// Runner without a new Down: while_down goes on with the new command.
+func TestSetSpec(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	h := newHarness(t, "3g", "ppp0", Spec{WhileDown: "/bin/sh -c 'echo x >> " + a + "'", Retry: time.Hour})
+	h.r.Down("carrier lost")
+	h.rec.next(t, WhileDown, 5*time.Second)
+	if err := h.r.SetSpec(Spec{WhileDown: "/bin/sh -c 'echo x >> " + b + "'", Retry: 50 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.r.SetSpec(Spec{Retry: -1}); err == nil {
+		t.Error("SetSpec accepted a negative retry")
+	}
+	// The hour-long wait is cut short by the new retry of 50ms.
+	h.rec.next(t, WhileDown, 5*time.Second)
+	h.rec.next(t, WhileDown, 5*time.Second)
+	h.r.Up()
+	if got := readFile(t, a); got != "x\n" {
+		t.Errorf("old command ran %q, want once", got)
+	}
+	if got := readFile(t, b); len(got) < 4 {
+		t.Errorf("new command ran %q, want at least twice", got)
+	}
+}

@@ -22,7 +22,7 @@ const drainAfterExit = time.Second
 // exec runs c in its own process group with environment env, logs its
 // output, and returns once the process has been reaped and no process is
 // left in its group.
-func (r *Runner) exec(c *command, env []string, log *slog.Logger) result {
+func (r *Runner) exec(c *command, env []string, log *slog.Logger, timeout time.Duration) result {
 	fail := func(err error) result { return result{exit: -1, err: err.Error()} }
 	path, err := lookPath(c.argv[0])
 	if err != nil {
@@ -68,13 +68,13 @@ func (r *Runner) exec(c *command, env []string, log *slog.Logger) result {
 	go routineWaitExit(pid, exited)
 
 	timedOut := false
-	timeout := time.NewTimer(r.timeout)
+	limit := time.NewTimer(timeout)
 	select {
 	case <-exited:
-	case <-timeout.C:
+	case <-limit.C:
 		// The leader has not been reaped, so -pid is still its group.
 		timedOut = true
-		log.Warn("hook timed out, sending SIGTERM to its process group", "timeout", r.timeout)
+		log.Warn("hook timed out, sending SIGTERM to its process group", "timeout", timeout)
 		_ = unix.Kill(-pid, unix.SIGTERM)
 		grace := time.NewTimer(r.killGrace)
 		select {
@@ -86,7 +86,7 @@ func (r *Runner) exec(c *command, env []string, log *slog.Logger) result {
 		}
 		grace.Stop()
 	}
-	timeout.Stop()
+	limit.Stop()
 	// The leader is a zombie until Wait reaps it, so the group id cannot
 	// have been reused: whatever the hook left behind in its group goes now.
 	_ = unix.Kill(-pid, unix.SIGKILL)
@@ -102,7 +102,7 @@ func (r *Runner) exec(c *command, env []string, log *slog.Logger) result {
 	res := result{pid: pid, exit: cmd.ProcessState.ExitCode(), lastLine: out.flush()}
 	switch {
 	case timedOut:
-		res.err = fmt.Sprintf("timeout after %v (%v)", r.timeout, cmd.ProcessState)
+		res.err = fmt.Sprintf("timeout after %v (%v)", timeout, cmd.ProcessState)
 	case werr != nil:
 		res.err = werr.Error()
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"sync"
 	"time"
 
@@ -199,6 +200,47 @@ func (s *Supervisor) SetHealth(i int, cfg health.Config) error {
 			s.stops[i] = s.startProber(ctx, i, p)
 		}
 		s.mu.Unlock()
+	}
+	return nil
+}
+
+// Reconfigure applies a reloaded configuration of uplink i (same name):
+// its hooks (a running hook finishes), its degraded action (availability
+// and weight are re-evaluated at once) and, when they differ, its probes
+// (SetHealth: the new prober starts from the current health). On error
+// nothing is changed.
+func (s *Supervisor) Reconfigure(i int, u Uplink) error {
+	if i < 0 || i >= len(s.cfg) {
+		return fmt.Errorf("supervise: no uplink %d", i)
+	}
+	s.mu.Lock()
+	name, runner := s.cfg[i].Name, s.runners[i]
+	probe, hc := s.cfg[i].Probe, s.cfg[i].Health
+	s.mu.Unlock()
+	if u.Name != name {
+		return fmt.Errorf("supervise: uplink %d is %s, not %s", i, name, u.Name)
+	}
+	if !u.Probe {
+		u.Health = health.Config{}
+	}
+	if u.Probe {
+		if _, err := health.NewProber(u.Name, u.Health, nil); err != nil {
+			return fmt.Errorf("supervise: uplink %s: %w", u.Name, err)
+		}
+	}
+	if err := runner.SetSpec(u.Hooks); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.cfg[i].Hooks = u.Hooks
+	if s.cfg[i].Degraded != u.Degraded {
+		s.cfg[i].Degraded = u.Degraded
+		s.reevaluate(i, "config reloaded", false)
+	}
+	s.mu.Unlock()
+	hc.Initial = u.Health.Initial // the initial state only matters at start
+	if u.Probe != probe || !reflect.DeepEqual(u.Health, hc) {
+		return s.SetHealth(i, u.Health)
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/wanflow/wanflow/uplinks"
 	"github.com/wanflow/wanflow/uplinks/events"
+	"github.com/wanflow/wanflow/uplinks/health"
 	"github.com/wanflow/wanflow/uplinks/hooks"
 )
 
@@ -120,5 +121,72 @@ func TestKernelTransitions(t *testing.T) {
 	}
 	if got := strings.Join(kinds, " "); !strings.Contains(got, "a:up b:up a:down a:up") {
 		t.Errorf("state events %q", got)
+	}
+}
+
+// TestReconfigure: a reload replaces an uplink's hooks and probes in place.
+func TestReconfigure(t *testing.T) {
+	dir := t.TempDir()
+	oldMark, newMark := filepath.Join(dir, "old"), filepath.Join(dir, "new")
+	rec := &recorder{}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	sup, err := New([]Uplink{{Name: "a", Hooks: hooks.Spec{OnDown: "touch " + oldMark}}}, log, events.NewRing(64), rec.on)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { sup.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	sup.Kernel([]uplinks.Status{status(0, "a", true, true, "192.0.2.1")})
+	sup.Flush()
+
+	if err := sup.Reconfigure(1, Uplink{Name: "a"}); err == nil {
+		t.Error("Reconfigure of a missing index succeeded")
+	}
+	if err := sup.Reconfigure(0, Uplink{Name: "b"}); err == nil {
+		t.Error("Reconfigure with another name succeeded")
+	}
+	if err := sup.Reconfigure(0, Uplink{Name: "a", Hooks: hooks.Spec{OnDown: "relative/cmd"}}); err == nil {
+		t.Error("Reconfigure accepted a bad hook")
+	}
+	bad := Uplink{Name: "a", Probe: true, Health: health.Config{Targets: []health.Target{{Kind: health.KindICMP, Addr: netip.MustParseAddrPort("127.0.0.1:0")}}, Interval: -time.Second}}
+	if err := sup.Reconfigure(0, bad); err == nil {
+		t.Error("Reconfigure accepted a bad probe config")
+	}
+	if sup.Prober(0) != nil {
+		t.Error("a failed Reconfigure started probing")
+	}
+
+	probed := Uplink{Name: "a", Probe: true, Hooks: hooks.Spec{OnDown: "touch " + newMark},
+		Health: health.Config{Targets: []health.Target{{Kind: health.KindICMP, Addr: netip.MustParseAddrPort("127.0.0.1:0")}}, Initial: health.StateUp}}
+	if err := sup.Reconfigure(0, probed); err != nil {
+		t.Fatal(err)
+	}
+	p := sup.Prober(0)
+	if p == nil {
+		t.Fatal("no prober after Reconfigure with probes")
+	}
+	// The same config again keeps the prober.
+	if err := sup.Reconfigure(0, probed); err != nil || sup.Prober(0) != p {
+		t.Errorf("an unchanged Reconfigure replaced the prober (err %v)", err)
+	}
+	sup.Kernel([]uplinks.Status{status(0, "a", false, false, "192.0.2.1")})
+	sup.Flush()
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat(newMark); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := os.Stat(newMark); err != nil {
+		t.Errorf("the new on_down did not run: %v", err)
+	}
+	if _, err := os.Stat(oldMark); err == nil {
+		t.Error("the old on_down ran")
+	}
+	if err := sup.Reconfigure(0, Uplink{Name: "a"}); err != nil || sup.Prober(0) != nil {
+		t.Errorf("probing not turned off (err %v)", err)
 	}
 }
