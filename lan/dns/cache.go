@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mdns "github.com/miekg/dns"
@@ -22,8 +23,9 @@ type cacheKey struct {
 }
 
 // entry is an upstream's answer, ready to be copied to clients. Everything
-// but the LRU links is immutable once the entry is built, so entries are
-// read without locks; prev and next are guarded by the shard's mutex.
+// but the LRU links and used is immutable once the entry is built, so
+// entries are read without locks; prev, next and used are guarded by the
+// shard's mutex.
 type entry struct {
 	key cacheKey
 	// wire is the answer with ID 0 and without OPT record; its TTLs are
@@ -37,6 +39,9 @@ type entry struct {
 	// freshness; staleUntil the end of its serve-stale window.
 	stored, expires, staleUntil time.Time
 
+	// used is when the entry was last stored or found: the recency that
+	// orders entries of different shards when the cache is resized.
+	used       time.Time
 	prev, next *entry
 }
 
@@ -255,9 +260,17 @@ func truncate(b []byte, size int) []byte {
 }
 
 // cache is the bounded LRU cache of answers, sharded to spread lock
-// contention. Safe for concurrent use.
+// contention. Safe for concurrent use, resize included.
 type cache struct {
-	seed   maphash.Seed
+	seed     maphash.Seed
+	tab      atomic.Pointer[cacheTable]
+	resizeMu sync.Mutex // serialises resize
+}
+
+// cacheTable is the cache's shards for one size; resize replaces the whole
+// table, so its layout never changes.
+type cacheTable struct {
+	size   int
 	shards []cacheShard
 }
 
@@ -265,35 +278,43 @@ type cacheShard struct {
 	mu  sync.Mutex
 	m   map[cacheKey]*entry
 	lru entry // sentinel: lru.next is the most recently used
-	max int
+	max int   // immutable
 }
 
 func newCache(size int) *cache {
+	c := &cache{seed: maphash.MakeSeed()}
+	c.tab.Store(newCacheTable(size))
+	return c
+}
+
+// newCacheTable returns an empty table of size entries: one shard below
+// 1024 entries (exact LRU order), else 16 (LRU order per shard).
+func newCacheTable(size int) *cacheTable {
 	n := 16
 	if size < 1024 {
 		n = 1
 	}
-	c := &cache{seed: maphash.MakeSeed(), shards: make([]cacheShard, n)}
-	for i := range c.shards {
-		s := &c.shards[i]
+	t := &cacheTable{size: size, shards: make([]cacheShard, n)}
+	for i := range t.shards {
+		s := &t.shards[i]
 		s.m = make(map[cacheKey]*entry)
 		s.lru.next, s.lru.prev = &s.lru, &s.lru
 		s.max = (size + n - 1) / n
 	}
-	return c
+	return t
 }
 
-func (c *cache) shard(k cacheKey) *cacheShard {
-	if len(c.shards) == 1 {
-		return &c.shards[0]
+func (c *cache) shard(t *cacheTable, k cacheKey) *cacheShard {
+	if len(t.shards) == 1 {
+		return &t.shards[0]
 	}
-	return &c.shards[maphash.Comparable(c.seed, k)%uint64(len(c.shards))]
+	return &t.shards[maphash.Comparable(c.seed, k)%uint64(len(t.shards))]
 }
 
 // get returns the entry for k if it is fresh or within its serve-stale
 // window at now, or nil. Entries past their window are removed.
 func (c *cache) get(k cacheKey, now time.Time) *entry {
-	s := c.shard(k)
+	s := c.shard(c.tab.Load(), k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.m[k]
@@ -307,18 +328,26 @@ func (c *cache) get(k cacheKey, now time.Time) *entry {
 	}
 	s.unlink(e)
 	s.pushFront(e)
+	e.used = now
 	return e
 }
 
 // put stores e, replacing the entry with its key and evicting the least
 // recently used entries beyond the shard's size.
 func (c *cache) put(e *entry) {
-	s := c.shard(e.key)
+	s := c.shard(c.tab.Load(), e.key)
 	if s.max == 0 { // no cache
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	e.used = e.stored
+	s.add(e)
+}
+
+// add stores e in s, evicting the least recently used entries beyond the
+// shard's size. The caller holds s.mu or owns s.
+func (s *cacheShard) add(e *entry) {
 	if old := s.m[e.key]; old != nil {
 		s.unlink(old)
 	}
@@ -332,14 +361,71 @@ func (c *cache) put(e *entry) {
 }
 
 func (c *cache) len() int {
+	t := c.tab.Load()
 	n := 0
-	for i := range c.shards {
-		s := &c.shards[i]
+	for i := range t.shards {
+		s := &t.shards[i]
 		s.mu.Lock()
 		n += len(s.m)
 		s.mu.Unlock()
 	}
 	return n
+}
+
+// resize makes the cache hold at most size entries (0: none). The most
+// recently used entries that fit are kept, those past their serve-stale
+// window at now dropped. The entries are copied into a new table while the
+// old one keeps serving; what is stored in the old one meanwhile is lost
+// (a later cache miss).
+func (c *cache) resize(size int, now time.Time) {
+	c.resizeMu.Lock()
+	defer c.resizeMu.Unlock()
+	old := c.tab.Load()
+	if old.size == size {
+		return
+	}
+	t := newCacheTable(size)
+	if size > 0 {
+		// Each shard's entries from least to most recently used, copied:
+		// the old table's readers still move its entries in its lists.
+		lists := make([][]*entry, len(old.shards))
+		for i := range old.shards {
+			s := &old.shards[i]
+			s.mu.Lock()
+			for e := s.lru.prev; e != &s.lru; e = e.prev {
+				if now.Before(e.staleUntil) {
+					lists[i] = append(lists[i], e.clone())
+				}
+			}
+			s.mu.Unlock()
+		}
+		// Merge the lists by last use, keeping each one's order, and add
+		// from least to most recently used: the shards' own eviction
+		// keeps the most recent that fit.
+		for {
+			best := -1
+			for i, l := range lists {
+				if len(l) > 0 && (best < 0 || l[0].used.Before(lists[best][0].used)) {
+					best = i
+				}
+			}
+			if best < 0 {
+				break
+			}
+			e := lists[best][0]
+			lists[best] = lists[best][1:]
+			c.shard(t, e.key).add(e)
+		}
+	}
+	c.tab.Store(t)
+}
+
+// clone returns a copy of e outside any list.
+func (e *entry) clone() *entry {
+	return &entry{
+		key: e.key, wire: e.wire, ttls: e.ttls, qend: e.qend,
+		stored: e.stored, expires: e.expires, staleUntil: e.staleUntil, used: e.used,
+	}
 }
 
 func (s *cacheShard) unlink(e *entry) {

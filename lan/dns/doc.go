@@ -55,8 +55,9 @@
 // after TCPIdleTimeout idle), the clients tracked by the rate limiter, and
 // each query's time (Timeout).
 //
-// Concurrency: a Forwarder is safe for concurrent use: SetUpstreams and
-// Stats may be called from any goroutine while Serve runs. Serve owns every
+// Concurrency: a Forwarder is safe for concurrent use: SetUpstreams,
+// Reconfigure and Stats may be called from any goroutine while Serve runs
+// (each query reads one snapshot of the live settings). Serve owns every
 // goroutine the Forwarder starts — routineUDP (a few per UDP socket),
 // routineTCPAccept (one per TCP listener), routineTCPConn (one per client
 // connection), routineQuery (one per forwarded UDP query) and

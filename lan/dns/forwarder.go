@@ -261,9 +261,16 @@ type UpstreamStats struct {
 
 // Forwarder is the caching DNS forwarder. Create it with New.
 type Forwarder struct {
-	cfg   Config
-	cache *cache
-	rl    *rateLimiter
+	// cfg is the configuration given to New, with defaults applied. It
+	// never changes, so it is read without synchronisation; only the
+	// settings Reconfigure cannot change (Listen, NetNS, Logger) are read
+	// from it: the others are in live.
+	cfg Config
+	// live holds the settings Reconfigure changes. A query loads it once
+	// and uses that snapshot throughout.
+	live     atomic.Pointer[settings]
+	reconfMu sync.Mutex // serialises Reconfigure
+	cache    *cache
 	// refused limits the REFUSED answers to clients outside AllowedNets.
 	refused *bucket
 	now     func() time.Time
@@ -280,6 +287,26 @@ type Forwarder struct {
 	flights  map[cacheKey]*flight
 
 	stats counters
+}
+
+// settings are the Forwarder's settings that Reconfigure can change: the
+// Config (defaults applied; its Listen, NetNS and Logger are those given to
+// New) and the rate limiter that enforces its RatePerClient. Immutable once
+// stored in Forwarder.live; the rate limiter is safe for concurrent use.
+type settings struct {
+	Config
+	rl *rateLimiter // nil: no limit
+}
+
+// allowed reports whether a is in AllowedNets.
+func (s *settings) allowed(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range s.AllowedNets {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // counters are the Forwarder's counters; see Stats.
@@ -323,9 +350,11 @@ func New(cfg Config) (*Forwarder, error) {
 		upKnown: make(map[upstreamKey]*upstream),
 		flights: make(map[cacheKey]*flight),
 	}
+	s := &settings{Config: c}
 	if c.RatePerClient > 0 {
-		f.rl = newRateLimiter(c.RatePerClient)
+		s.rl = newRateLimiter(c.RatePerClient)
 	}
+	f.live.Store(s)
 	f.upstreams.Store(new([]*upstream))
 	return f, nil
 }
@@ -413,15 +442,7 @@ func (f *Forwarder) Stats() Stats {
 	return s
 }
 
-// allowed reports whether a is in AllowedNets.
-func (f *Forwarder) allowed(a netip.Addr) bool {
-	a = a.Unmap()
-	for _, p := range f.cfg.AllowedNets {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
+// allowed reports whether a is in the current AllowedNets.
+func (f *Forwarder) allowed(a netip.Addr) bool { return f.live.Load().allowed(a) }
 
 var errServing = errors.New("dns: Serve is already running")

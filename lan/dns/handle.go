@@ -43,7 +43,8 @@ func (f *Forwarder) handle(ctx context.Context, client netip.AddrPort, tcp bool,
 // nothing) is the answer; otherwise q must be forwarded.
 func (f *Forwarder) prepare(client netip.AddrPort, tcp bool, raw []byte) (q query, resp []byte, done bool) {
 	now := f.now()
-	if !f.allowed(client.Addr()) {
+	s := f.live.Load()
+	if !s.allowed(client.Addr()) {
 		f.stats.refused.Add(1)
 		if tcp || !f.refused.allow(now) {
 			return q, nil, true
@@ -54,7 +55,7 @@ func (f *Forwarder) prepare(client netip.AddrPort, tcp bool, raw []byte) (q quer
 		}
 		return q, resp, true
 	}
-	if f.rl != nil && !f.rl.allow(client.Addr(), now) {
+	if s.rl != nil && !s.rl.allow(client.Addr(), now) {
 		f.stats.rateLimited.Add(1)
 		if !tcp {
 			return q, nil, true
@@ -70,7 +71,7 @@ func (f *Forwarder) prepare(client netip.AddrPort, tcp bool, raw []byte) (q quer
 		return q, resp, true
 	}
 	f.stats.queries.Add(1)
-	if resp, ok := f.answerLocal(&q); ok {
+	if resp, ok := answerLocal(s, &q); ok {
 		f.stats.local.Add(1)
 		return q, resp, true
 	}
@@ -200,6 +201,7 @@ func (f *Forwarder) forward(ctx context.Context, q *query) []byte {
 	f.stats.misses.Add(1)
 	e, err := f.lookup(ctx, q)
 	now := f.now()
+	serveStale := f.live.Load().ServeStale
 	if err == nil {
 		if resp := e.reply(q, now, false); resp != nil {
 			return resp
@@ -208,7 +210,9 @@ func (f *Forwarder) forward(ctx context.Context, q *query) []byte {
 		f.cfg.Logger.Debug("dns: no upstream answer", "name", q.question.Name,
 			"type", mdns.Type(q.question.Qtype), "error", err)
 	}
-	if e := f.cache.get(q.key, now); e != nil {
+	// An entry keeps the serve-stale window it was cached with; a
+	// ServeStale reconfigured shorter applies to it too.
+	if e := f.cache.get(q.key, now); e != nil && now.Before(e.expires.Add(serveStale)) {
 		stale := !now.Before(e.expires)
 		if resp := e.reply(q, now, stale); resp != nil {
 			if stale {
@@ -253,8 +257,8 @@ func (f *Forwarder) lookup(ctx context.Context, q *query) (*entry, error) {
 	return fl.e, fl.err
 }
 
-// answerLocal answers q from Config.Local and for Config.Domain. ok false
-// means q is not a local name and goes upstream.
+// answerLocal answers q from the Local and Domain of s. ok false means q is
+// not a local name and goes upstream.
 //
 // Names under Domain are answered here only, never forwarded (the
 // forwarder is authoritative for them): a known host's A record, NODATA for
@@ -262,12 +266,12 @@ func (f *Forwarder) lookup(ctx context.Context, q *query) (*entry, error) {
 // so clients cache the negative answer (RFC 2308 section 3). A bare
 // single-label name is answered the same way when Local knows it, and
 // forwarded otherwise (it may be a top-level domain).
-func (f *Forwarder) answerLocal(q *query) ([]byte, bool) {
+func answerLocal(s *settings, q *query) ([]byte, bool) {
 	if q.question.Qclass != mdns.ClassINET && q.question.Qclass != mdns.ClassANY {
 		return nil, false
 	}
 	name := strings.TrimSuffix(q.key.name, ".")
-	d := f.cfg.Domain
+	d := s.Domain
 	var host string
 	auth := false
 	switch {
@@ -286,8 +290,8 @@ func (f *Forwarder) answerLocal(q *query) ([]byte, bool) {
 	}
 	var addr netip.Addr
 	found := false
-	if host != "" && f.cfg.Local != nil {
-		addr, found = f.cfg.Local(host)
+	if host != "" && s.Local != nil {
+		addr, found = s.Local(host)
 		addr = addr.Unmap()
 		found = found && addr.Is4()
 	}
@@ -304,22 +308,22 @@ func (f *Forwarder) answerLocal(q *query) ([]byte, bool) {
 			A:   addr.AsSlice(),
 		}}
 	case auth && name == d && q.question.Qtype == mdns.TypeSOA:
-		m.Answer = []mdns.RR{f.localSOA()}
+		m.Answer = []mdns.RR{localSOA(d)}
 	case found || (auth && name == d):
 		// NODATA.
 	default:
 		m.Rcode = mdns.RcodeNameError
 	}
 	if auth && len(m.Answer) == 0 {
-		m.Ns = []mdns.RR{f.localSOA()}
+		m.Ns = []mdns.RR{localSOA(d)}
 	}
 	return q.pack(m), true
 }
 
 // localSOA returns the SOA record of the local domain, whose MINIMUM is the
 // negative TTL of its names.
-func (f *Forwarder) localSOA() *mdns.SOA {
-	d := f.cfg.Domain + "."
+func localSOA(domain string) *mdns.SOA {
+	d := domain + "."
 	return &mdns.SOA{
 		Hdr:     mdns.RR_Header{Name: d, Rrtype: mdns.TypeSOA, Class: mdns.ClassINET, Ttl: LocalTTL},
 		Ns:      d,

@@ -14,15 +14,16 @@ const maxClients = 1 << 16
 
 const rlShards = 16
 
-// rateLimiter is a token bucket per client IP. Safe for concurrent use.
+// rateLimiter is a token bucket per client IP. Safe for concurrent use;
+// setRate changes the rate of every bucket.
 type rateLimiter struct {
-	rate   float64
 	seed   maphash.Seed
 	shards [rlShards]rlShard
 }
 
 type rlShard struct {
 	mu       sync.Mutex
+	rate     float64 // tokens per second and burst, the same in every shard but while setRate runs
 	m        map[netip.Addr]tokens
 	overflow tokens
 }
@@ -34,12 +35,25 @@ type tokens struct {
 }
 
 func newRateLimiter(perSecond int) *rateLimiter {
-	r := &rateLimiter{rate: float64(perSecond), seed: maphash.MakeSeed()}
+	r := &rateLimiter{seed: maphash.MakeSeed()}
 	for i := range r.shards {
+		r.shards[i].rate = float64(perSecond)
 		r.shards[i].m = make(map[netip.Addr]tokens)
-		r.shards[i].overflow = tokens{n: r.rate}
+		r.shards[i].overflow = tokens{n: float64(perSecond)}
 	}
 	return r
+}
+
+// setRate makes every bucket refill at perSecond tokens per second and hold
+// at most that many, keeping the tokens each client has left (capped at the
+// new burst at its next query).
+func (r *rateLimiter) setRate(perSecond int) {
+	for i := range r.shards {
+		s := &r.shards[i]
+		s.mu.Lock()
+		s.rate = float64(perSecond)
+		s.mu.Unlock()
+	}
 }
 
 // allow takes a token from a's bucket at now and reports whether there
@@ -51,14 +65,14 @@ func (r *rateLimiter) allow(a netip.Addr, now time.Time) bool {
 	t, ok := s.m[a]
 	if !ok {
 		if len(s.m) >= maxClients/rlShards {
-			s.sweep(r.rate, now)
+			s.sweep(s.rate, now)
 		}
 		if len(s.m) >= maxClients/rlShards {
-			return s.overflow.take(r.rate, now)
+			return s.overflow.take(s.rate, now)
 		}
-		t = tokens{n: r.rate, last: now}
+		t = tokens{n: s.rate, last: now}
 	}
-	ok = t.take(r.rate, now)
+	ok = t.take(s.rate, now)
 	s.m[a] = t
 	return ok
 }
@@ -73,12 +87,14 @@ func (s *rlShard) sweep(rate float64, now time.Time) {
 	}
 }
 
-// take refills t for the time since its last use and takes a token.
+// take refills t for the time since its last use, up to rate (a bucket
+// filled under a higher rate is capped too), and takes a token.
 func (t *tokens) take(rate float64, now time.Time) bool {
 	if d := now.Sub(t.last); d > 0 {
-		t.n = min(rate, t.n+d.Seconds()*rate)
+		t.n += d.Seconds() * rate
 		t.last = now
 	}
+	t.n = min(t.n, rate)
 	if t.n < 1 {
 		return false
 	}

@@ -36,7 +36,8 @@ func (f *Forwarder) resolve(ctx context.Context, q *query) (*entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, f.cfg.Timeout)
+	s := f.live.Load()
+	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
 	defer cancel() // abandons the attempts still running
 	results := make(chan attempt, len(ups))
 	next, pending := 0, 0
@@ -48,7 +49,7 @@ func (f *Forwarder) resolve(ctx context.Context, q *query) (*entry, error) {
 		go f.routineAttempt(ctx, u, wire, q, results)
 	}
 	start()
-	hedge := time.NewTimer(f.cfg.HedgeAfter)
+	hedge := time.NewTimer(s.HedgeAfter)
 	defer hedge.Stop()
 	var lastErr error
 	for {
@@ -56,7 +57,7 @@ func (f *Forwarder) resolve(ctx context.Context, q *query) (*entry, error) {
 		case r := <-results:
 			pending--
 			if r.err == nil {
-				e, cacheable, err := newEntry(q.key, r.m, f.now(), f.cfg.ServeStale)
+				e, cacheable, err := newEntry(q.key, r.m, f.now(), s.ServeStale)
 				if err == nil {
 					if cacheable {
 						f.cache.put(e)
@@ -68,7 +69,7 @@ func (f *Forwarder) resolve(ctx context.Context, q *query) (*entry, error) {
 			lastErr = r.err
 			if next < len(ups) {
 				start()
-				hedge.Reset(f.cfg.HedgeAfter)
+				hedge.Reset(s.HedgeAfter)
 			} else if pending == 0 {
 				return nil, lastErr
 			}
@@ -76,13 +77,13 @@ func (f *Forwarder) resolve(ctx context.Context, q *query) (*entry, error) {
 			if next < len(ups) {
 				f.stats.hedged.Add(1)
 				start()
-				hedge.Reset(f.cfg.HedgeAfter)
+				hedge.Reset(s.HedgeAfter)
 			}
 		case <-ctx.Done():
 			if lastErr == nil {
 				lastErr = ctx.Err()
 			}
-			return nil, fmt.Errorf("no answer within %v: %w", f.cfg.Timeout, lastErr)
+			return nil, fmt.Errorf("no answer within %v: %w", s.Timeout, lastErr)
 		}
 	}
 }
