@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -47,18 +48,24 @@ func scrape(t *testing.T, l *lab.Lab) map[string]*dto.MetricFamily {
 	return fams
 }
 
-func value(f *dto.MetricFamily, label string) float64 {
+// value returns the value of f's first metric that has every one of
+// labels as a label value ("" matches any).
+func value(f *dto.MetricFamily, labels ...string) float64 {
 	if f == nil {
 		return -1
 	}
+	labels = slices.DeleteFunc(slices.Clone(labels), func(l string) bool { return l == "" })
 	for _, m := range f.Metric {
-		match := label == ""
-		for _, lp := range m.Label {
-			if lp.GetValue() == label {
-				match = true
+		match := 0
+		for _, want := range labels {
+			for _, lp := range m.Label {
+				if lp.GetValue() == want {
+					match++
+					break
+				}
 			}
 		}
-		if !match {
+		if match < len(labels) {
 			continue
 		}
 		switch {
@@ -91,9 +98,29 @@ func TestMetrics(t *testing.T) {
 	if v := value(after["wanflow_flows_active"], ""); v < 100 {
 		t.Errorf("wanflow_flows_active = %v, want ≥ 100", v)
 	}
+	var upPackets float64
 	for _, u := range l.Uplinks {
 		if v := value(after["wanflow_uplink_up"], u.Name); v != 1 {
 			t.Errorf("wanflow_uplink_up{uplink=%q} = %v", u.Name, v)
 		}
+		for _, dir := range []string{"out", "in"} {
+			b, a := value(before["wanflow_uplink_packets_total"], u.Name, dir), value(after["wanflow_uplink_packets_total"], u.Name, dir)
+			upPackets += a - b
+		}
+		if n := value(after["wanflow_uplink_flows"], u.Name); n <= 0 {
+			t.Errorf("wanflow_uplink_flows{uplink=%q} = %v", u.Name, n)
+		}
+	}
+	// 100 flows × 5 messages, each message one packet out and one in at
+	// least (TCP adds its handshake and ACKs).
+	var dp float64
+	for _, name := range []string{"wanflow_dataplane_out_packets_total", "wanflow_dataplane_in_packets_total"} {
+		dp += value(after[name]) - value(before[name])
+	}
+	if upPackets != dp {
+		t.Errorf("wanflow_uplink_packets_total moved by %v, the dataplane's packet counters by %v", upPackets, dp)
+	}
+	if upPackets < 1000 {
+		t.Errorf("wanflow_uplink_packets_total moved by %v over the uplinks, want ≥ 1000", upPackets)
 	}
 }

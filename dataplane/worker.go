@@ -64,6 +64,10 @@ var epoch = time.Now()
 // allocate.
 func nanotime() int64 { return int64(time.Since(epoch)) }
 
+// Now is the dataplane's clock: the unit of flowtable.Entry's Created and
+// LastSeen (monotonic nanoseconds since the process started).
+func Now() int64 { return nanotime() }
+
 func (w *worker) routineWorker(ctx context.Context, wg *sync.WaitGroup) {
 	defer wg.Done()
 	w.mu.Lock()

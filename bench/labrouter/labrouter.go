@@ -143,6 +143,9 @@ func (r *Router) Stop() error {
 	}
 }
 
+// Signal sends sig to the daemon (SIGHUP: reload its config).
+func (r *Router) Signal(sig os.Signal) error { return r.cmd.Process.Signal(sig) }
+
 // Kill sends SIGKILL (a crash: nothing is cleaned up) and waits for the
 // process to be gone.
 func (r *Router) Kill() {

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -38,7 +39,7 @@ import (
 // daemon wires the packages together: the TUN device, the LAN steering, the
 // uplink manager, wanflow's nftables table and the dataplane.
 type daemon struct {
-	cfg    *config.Config
+	cfgp   atomic.Pointer[config.Config] // replaced by a reload: use conf()
 	log    *slog.Logger
 	h      *netlink.Handle
 	nft    *nftables.Conn
@@ -61,16 +62,41 @@ type daemon struct {
 	status     []uplinks.Status
 	learnedDNS [][]netip.Addr // per uplink: servers read from its resolv file
 	linkHdr    map[int]string // uplink index → link-layer header last published
+	loaded     time.Time      // when the config in force was loaded
+
+	cfgPath   string       // the config file, read again by Reload
+	started   time.Time    // when start began
+	lanPrefix netip.Prefix // the LAN interface's address and prefix
+	rates     rates        // per-uplink traffic rates (routineRates)
+	reloadMu  sync.Mutex   // serialises Reload
 }
 
-func runDaemon(cfg *config.Config, log *slog.Logger) error {
-	d := &daemon{cfg: cfg, log: log}
+func runDaemon(path string, cfg *config.Config, log *slog.Logger) error {
+	d := &daemon{log: log, cfgPath: path, started: time.Now(), loaded: time.Now()}
+	d.cfgp.Store(cfg)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	err := d.start(ctx)
 	if err == nil {
-		log.Info("wanflow running", "tun", cfg.Dataplane.TUN, "uplinks", len(cfg.Uplinks), "workers", d.engine.Workers())
-		<-ctx.Done()
+		log.Info("wanflow running", "tun", cfg.Dataplane.TUN, "uplinks", len(cfg.Uplinks), "workers", d.engine.Workers(),
+			"control", cfg.Control.Socket)
+	loop:
+		for {
+			select {
+			case <-ctx.Done():
+				break loop
+			case <-hup:
+				r, err := d.Reload()
+				if err != nil {
+					log.Error("SIGHUP: reload", "err", err)
+				} else {
+					log.Info("SIGHUP: config reloaded", "config", path, "changed", strings.Join(r.Changed, ","))
+				}
+			}
+		}
 		log.Info("wanflow stopping")
 	}
 	if serr := d.stop(); serr != nil {
@@ -79,8 +105,13 @@ func runDaemon(cfg *config.Config, log *slog.Logger) error {
 	return err
 }
 
+// conf returns the config in force. What needs a restart to change is the
+// same in every config a reload can install; the rest may differ between
+// two calls.
+func (d *daemon) conf() *config.Config { return d.cfgp.Load() }
+
 func (d *daemon) start(ctx context.Context) error {
-	cfg := d.cfg
+	cfg := d.conf()
 	d.ports = flowtable.PortRange{Lo: cfg.Dataplane.NATPorts.Lo, Hi: cfg.Dataplane.NATPorts.Hi}
 	if err := checkEphemeralPorts(d.ports); err != nil {
 		return err
@@ -98,6 +129,7 @@ func (d *daemon) start(ctx context.Context) error {
 		return err
 	}
 	routerAddr := lanPrefix.Addr()
+	d.lanPrefix = lanPrefix
 
 	tunDev, err := tun.CreateTUN(cfg.Dataplane.TUN, cfg.Dataplane.MTU)
 	if err != nil {
@@ -193,7 +225,11 @@ func (d *daemon) start(ctx context.Context) error {
 		return err
 	}
 	d.startMetrics(ctx)
-	d.wg.Add(4)
+	if err := d.startControl(ctx); err != nil {
+		return err
+	}
+	d.wg.Add(5)
+	go func() { defer d.wg.Done(); d.routineRates(ctx) }()
 	go func() { defer d.wg.Done(); d.routineNeighbors(ctx) }()
 	go func() { defer d.wg.Done(); d.routineResolv(ctx) }()
 	go func() { defer d.wg.Done(); d.sup.Run(ctx) }()
@@ -211,28 +247,34 @@ func (d *daemon) start(ctx context.Context) error {
 func supervision(cfg *config.Config) ([]supervise.Uplink, error) {
 	var out []supervise.Uplink
 	for i, u := range cfg.Uplinks {
-		su := supervise.Uplink{
-			Name: u.Name,
-			Hooks: hooks.Spec{
-				OnDown: u.OnDown, OnUp: u.OnUp, WhileDown: u.WhileDown,
-				Retry: time.Duration(u.Retry), Timeout: time.Duration(u.HookTimeout), Shell: u.HookShell,
-			},
-		}
-		switch u.Probes.Degraded {
-		case config.DegradedWeight:
-			su.Degraded = supervise.DegradedWeight
-		case config.DegradedDown:
-			su.Degraded = supervise.DegradedDown
-		}
 		servers := uplinkDNS(u)
 		if len(servers) == 0 && usesUplinkDNS(u) {
 			slog.Warn("probe target dns: no DNS server known for the uplink yet", "uplink", u.Name, "resolv_file", u.ResolvFile)
 		}
-		su.Health = healthConfig(u, i, servers)
-		su.Probe = len(su.Health.Targets) > 0
-		out = append(out, su)
+		out = append(out, superviseUplink(u, i, servers))
 	}
 	return out, nil
+}
+
+// superviseUplink is uplink u's (index i) supervision: probes (the target
+// "dns" expands to servers), degraded action, hooks.
+func superviseUplink(u config.Uplink, i int, servers []netip.Addr) supervise.Uplink {
+	su := supervise.Uplink{
+		Name: u.Name,
+		Hooks: hooks.Spec{
+			OnDown: u.OnDown, OnUp: u.OnUp, WhileDown: u.WhileDown,
+			Retry: time.Duration(u.Retry), Timeout: time.Duration(u.HookTimeout), Shell: u.HookShell,
+		},
+	}
+	switch u.Probes.Degraded {
+	case config.DegradedWeight:
+		su.Degraded = supervise.DegradedWeight
+	case config.DegradedDown:
+		su.Degraded = supervise.DegradedDown
+	}
+	su.Health = healthConfig(u, i, servers)
+	su.Probe = len(su.Health.Targets) > 0
+	return su
 }
 
 // healthConfig is uplink u's (index i) probe configuration; the target
@@ -319,8 +361,8 @@ func uplinkDNS(u config.Uplink) []netip.Addr {
 // or DHCP client rewrites them when it connects) and re-targets the "dns"
 // probes of an uplink whose servers changed.
 func (d *daemon) routineResolv(ctx context.Context) {
-	last := make([][]netip.Addr, len(d.cfg.Uplinks))
-	for i, u := range d.cfg.Uplinks {
+	last := make([][]netip.Addr, len(d.conf().Uplinks))
+	for i, u := range d.conf().Uplinks {
 		last[i] = uplinkDNS(u)
 	}
 	d.mu.Lock()
@@ -335,7 +377,7 @@ func (d *daemon) routineResolv(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		for i, u := range d.cfg.Uplinks {
+		for i, u := range d.conf().Uplinks {
 			if u.ResolvFile == "" || len(u.DNS) > 0 {
 				continue
 			}
@@ -376,7 +418,8 @@ func (d *daemon) applyViews(views []supervise.View, changes []supervise.Change) 
 	if views == nil {
 		views = d.views
 	}
-	pus := d.cfg.PolicyUplinks()
+	cfg := d.conf()
+	pus := cfg.PolicyUplinks()
 	ups := make([]dataplane.Uplink, 0, len(views))
 	var addrs []netip.Addr
 	st := make([]uplinks.Status, 0, len(views))
@@ -391,7 +434,7 @@ func (d *daemon) applyViews(views []supervise.View, changes []supervise.Change) 
 			pus[s.Index].Weight = max(1, uint32(float64(pus[s.Index].Weight)*v.WeightFactor))
 		}
 		mtu := s.MTU
-		if m := d.cfg.Uplinks[s.Index].MTU; m > 0 && (mtu <= 0 || m < mtu) {
+		if m := cfg.Uplinks[s.Index].MTU; m > 0 && (mtu <= 0 || m < mtu) {
 			mtu = m // the configured MTU caps the link's, never raises it
 		}
 		ups = append(ups, dataplane.Uplink{
@@ -404,12 +447,12 @@ func (d *daemon) applyViews(views []supervise.View, changes []supervise.Change) 
 	}
 	d.views = views
 	d.status = st
-	pol, err := policy.New(pus, d.cfg.Balance.Affinity, d.cfg.PolicyRules())
+	pol, err := policy.New(pus, cfg.Balance.Affinity, cfg.PolicyRules())
 	if err != nil {
 		return err
 	}
 	if !equalAddrs(addrs, d.lastAddr) || d.lastAddr == nil {
-		if err := nftguard.Apply(d.nft, nftguard.Config{Table: d.cfg.Kernel.NFTTable, Ports: [2]uint16{d.ports.Lo, d.ports.Hi}}, addrs); err != nil {
+		if err := nftguard.Apply(d.nft, nftguard.Config{Table: cfg.Kernel.NFTTable, Ports: [2]uint16{d.ports.Lo, d.ports.Hi}}, addrs); err != nil {
 			return err
 		}
 		d.lastAddr = append([]netip.Addr{}, addrs...)
@@ -418,7 +461,7 @@ func (d *daemon) applyViews(views []supervise.View, changes []supervise.Change) 
 		return err
 	}
 	for _, c := range changes {
-		d.act(c)
+		d.act(cfg, c)
 	}
 	if len(changes) > 0 {
 		go d.setDNSUpstreams() // takes d.mu, held here
@@ -427,8 +470,8 @@ func (d *daemon) applyViews(views []supervise.View, changes []supervise.Change) 
 }
 
 // act carries out what an uplink's change means for its flows.
-func (d *daemon) act(c supervise.Change) {
-	u := d.cfg.Uplinks[c.Index]
+func (d *daemon) act(cfg *config.Config, c supervise.Change) {
+	u := cfg.Uplinks[c.Index]
 	if c.Lost {
 		tcp, _ := dataplane.ParseAction(u.OnFailure.TCP)
 		udp, _ := dataplane.ParseAction(u.OnFailure.UDP)
@@ -445,7 +488,7 @@ func (d *daemon) act(c supervise.Change) {
 		d.ring.Add(events.Event{Kind: events.KindFailover, Uplink: u.Name, Cause: c.Cause,
 			Detail: fmt.Sprintf("readdressed: %d reset, %d migrated", r.Reset, r.Migrated)})
 	}
-	if c.Gained && d.cfg.Balance.Preempt {
+	if c.Gained && cfg.Balance.Preempt {
 		r := d.engine.Rebalance(dataplane.ActionReset, dataplane.ActionMigrate)
 		d.ring.Add(events.Event{Kind: events.KindFailover, Uplink: u.Name, Cause: "preempt: " + c.Cause,
 			Detail: fmt.Sprintf("%d reset, %d migrated back", r.Reset, r.Migrated)})
@@ -483,7 +526,7 @@ func (d *daemon) stop() error {
 		errs = append(errs, d.mgr.Remove())
 	}
 	if d.nft != nil {
-		errs = append(errs, nftguard.Remove(d.nft, d.cfg.Kernel.NFTTable))
+		errs = append(errs, nftguard.Remove(d.nft, d.conf().Kernel.NFTTable))
 	}
 	if d.h != nil {
 		d.h.Close()

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/wanflow/wanflow/cmd/wanflow/config"
 	"github.com/wanflow/wanflow/lan/dhcp"
 	"github.com/wanflow/wanflow/lan/dns"
 )
@@ -16,29 +17,11 @@ import (
 // startDHCP starts the LAN's DHCP server when the config has one. It runs
 // until ctx ends; d.wg waits for it.
 func (d *daemon) startDHCP(ctx context.Context, lan netip.Prefix) error {
-	c := d.cfg.LAN.DHCP
-	if c == nil {
+	cfg := d.conf()
+	if cfg.LAN.DHCP == nil {
 		return nil
 	}
-	dc := dhcp.Config{
-		Interface:  d.cfg.LAN.Interface,
-		ServerAddr: lan.Addr(),
-		Subnet:     lan.Masked(),
-		RangeStart: c.Range.First,
-		RangeEnd:   c.Range.Last,
-		LeaseTime:  time.Duration(c.LeaseTime),
-		Router:     c.Router.Addr,
-		Domain:     d.cfg.LAN.Domain,
-		LeaseFile:  c.LeaseFile,
-		Logger:     d.log.With("service", "dhcp"),
-	}
-	for _, a := range c.DNS {
-		dc.DNS = append(dc.DNS, a.Addr)
-	}
-	for _, r := range c.Reservations {
-		dc.Reservations = append(dc.Reservations, dhcp.Reservation{MAC: r.MAC.HardwareAddr, Addr: r.Addr.Addr, Hostname: r.Hostname})
-	}
-	srv, err := dhcp.New(dc)
+	srv, err := dhcp.New(d.dhcpConfig(cfg, lan))
 	if err != nil {
 		return fmt.Errorf("dhcp: %w", err)
 	}
@@ -53,15 +36,59 @@ func (d *daemon) startDHCP(ctx context.Context, lan netip.Prefix) error {
 	return nil
 }
 
+// dhcpConfig is the DHCP server's configuration from cfg (which has a
+// lan.dhcp) on the LAN prefix lan.
+func (d *daemon) dhcpConfig(cfg *config.Config, lan netip.Prefix) dhcp.Config {
+	c := cfg.LAN.DHCP
+	dc := dhcp.Config{
+		Interface:  cfg.LAN.Interface,
+		ServerAddr: lan.Addr(),
+		Subnet:     lan.Masked(),
+		RangeStart: c.Range.First,
+		RangeEnd:   c.Range.Last,
+		LeaseTime:  time.Duration(c.LeaseTime),
+		Router:     c.Router.Addr,
+		Domain:     cfg.LAN.Domain,
+		LeaseFile:  c.LeaseFile,
+		Logger:     d.log.With("service", "dhcp"),
+	}
+	for _, a := range c.DNS {
+		dc.DNS = append(dc.DNS, a.Addr)
+	}
+	for _, r := range c.Reservations {
+		dc.Reservations = append(dc.Reservations, dhcp.Reservation{MAC: r.MAC.HardwareAddr, Addr: r.Addr.Addr, Hostname: r.Hostname})
+	}
+	return dc
+}
+
 // startDNS starts the LAN's DNS forwarder when the config has one; its
 // upstreams follow the uplinks (setDNSUpstreams).
 func (d *daemon) startDNS(ctx context.Context, lan netip.Prefix) error {
-	c := d.cfg.LAN.DNS
-	if c == nil {
+	if d.conf().LAN.DNS == nil {
 		return nil
 	}
+	f, err := dns.New(d.dnsConfig(d.conf(), lan))
+	if err != nil {
+		return fmt.Errorf("dns: %w", err)
+	}
+	d.dns = f
+	d.setDNSUpstreams()
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		if err := f.Serve(ctx); err != nil && ctx.Err() == nil {
+			d.log.Error("dns forwarder stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// dnsConfig is the DNS forwarder's configuration from cfg (which has a
+// lan.dns) on the LAN prefix lan.
+func (d *daemon) dnsConfig(cfg *config.Config, lan netip.Prefix) dns.Config {
+	c := cfg.LAN.DNS
 	fc := dns.Config{
-		Domain:        d.cfg.LAN.Domain,
+		Domain:        cfg.LAN.Domain,
 		CacheSize:     c.CacheSize,
 		HedgeAfter:    time.Duration(c.HedgeAfter),
 		Timeout:       time.Duration(c.Timeout),
@@ -90,20 +117,7 @@ func (d *daemon) startDNS(ctx context.Context, lan netip.Prefix) error {
 	if d.dhcp != nil {
 		fc.Local = d.dhcp.Lookup
 	}
-	f, err := dns.New(fc)
-	if err != nil {
-		return fmt.Errorf("dns: %w", err)
-	}
-	d.dns = f
-	d.setDNSUpstreams()
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
-		if err := f.Serve(ctx); err != nil && ctx.Err() == nil {
-			d.log.Error("dns forwarder stopped", "err", err)
-		}
-	}()
-	return nil
+	return fc
 }
 
 // setDNSUpstreams gives the forwarder the DNS servers of the available
@@ -119,6 +133,7 @@ func (d *daemon) setDNSUpstreams() {
 	views := d.views
 	learned := d.learnedDNS
 	d.mu.Unlock()
+	cfg := d.conf()
 	type cand struct {
 		i, tier int
 		weight  uint32
@@ -126,10 +141,10 @@ func (d *daemon) setDNSUpstreams() {
 	var cs []cand
 	for _, v := range views {
 		i := v.Index
-		if !v.Available || i < 0 || i >= len(d.cfg.Uplinks) {
+		if !v.Available || i < 0 || i >= len(cfg.Uplinks) {
 			continue
 		}
-		cs = append(cs, cand{i, d.cfg.Uplinks[i].Tier, d.cfg.Uplinks[i].Weight})
+		cs = append(cs, cand{i, cfg.Uplinks[i].Tier, cfg.Uplinks[i].Weight})
 	}
 	sort.SliceStable(cs, func(a, b int) bool {
 		if cs[a].tier != cs[b].tier {
@@ -140,7 +155,7 @@ func (d *daemon) setDNSUpstreams() {
 	var ups []dns.Upstream
 	for _, c := range cs {
 		v := views[c.i]
-		servers := d.cfg.Uplinks[c.i].DNS
+		servers := cfg.Uplinks[c.i].DNS
 		var addrs []netip.Addr
 		for _, a := range servers {
 			addrs = append(addrs, a.Addr)

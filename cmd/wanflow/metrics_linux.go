@@ -26,6 +26,9 @@ var (
 	descUplinkHealth = prometheus.NewDesc("wanflow_uplink_health_state", "Probe verdict: 0 down, 1 degraded, 2 up.", []string{"uplink"}, nil)
 	descProbeRTT     = prometheus.NewDesc("wanflow_uplink_probe_rtt_seconds", "RTT of the last successful probe round.", []string{"uplink"}, nil)
 	descProbeLoss    = prometheus.NewDesc("wanflow_uplink_probe_loss_ratio", "Share of probes lost over the loss window.", []string{"uplink"}, nil)
+	descUplinkPkts   = prometheus.NewDesc("wanflow_uplink_packets_total", "Packets through the uplink, by direction (out: LAN to internet).", []string{"uplink", "direction"}, nil)
+	descUplinkBytes  = prometheus.NewDesc("wanflow_uplink_bytes_total", "Bytes (IP packets) through the uplink, by direction (out: LAN to internet).", []string{"uplink", "direction"}, nil)
+	descUplinkFlows  = prometheus.NewDesc("wanflow_uplink_flows", "Flows pinned to the uplink.", []string{"uplink"}, nil)
 	descFlows        = prometheus.NewDesc("wanflow_flows_active", "Flows in the flow table.", nil, nil)
 	descFlowsEvicted = prometheus.NewDesc("wanflow_flows_evicted_total", "Flows evicted because the table was full.", nil, nil)
 	descFlowsExpired = prometheus.NewDesc("wanflow_flows_expired_total", "Flows ended by their idle timeout.", nil, nil)
@@ -62,12 +65,28 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descFlowsEvicted, prometheus.CounterValue, float64(evicted))
 	ch <- prometheus.MustNewConstMetric(descFlowsExpired, prometheus.CounterValue, float64(expired))
 	ch <- prometheus.MustNewConstMetric(descNATPorts, prometheus.GaugeValue, float64(ports))
+	traffic, perUplink := d.engine.Traffic(), d.engine.FlowsPerUplink()
+	for i, u := range d.conf().Uplinks {
+		var t dataplane.Traffic
+		if i < len(traffic) {
+			t = traffic[i]
+		}
+		n := 0
+		if i < len(perUplink) {
+			n = perUplink[i]
+		}
+		ch <- prometheus.MustNewConstMetric(descUplinkPkts, prometheus.CounterValue, float64(t.PacketsOut), u.Name, "out")
+		ch <- prometheus.MustNewConstMetric(descUplinkPkts, prometheus.CounterValue, float64(t.PacketsIn), u.Name, "in")
+		ch <- prometheus.MustNewConstMetric(descUplinkBytes, prometheus.CounterValue, float64(t.BytesOut), u.Name, "out")
+		ch <- prometheus.MustNewConstMetric(descUplinkBytes, prometheus.CounterValue, float64(t.BytesIn), u.Name, "in")
+		ch <- prometheus.MustNewConstMetric(descUplinkFlows, prometheus.GaugeValue, float64(n), u.Name)
+	}
 	for i, v := range d.sup.Views() {
 		up := 0.0
 		if v.Available {
 			up = 1
 		}
-		name := d.cfg.Uplinks[i].Name
+		name := d.conf().Uplinks[i].Name
 		ch <- prometheus.MustNewConstMetric(descUplinkUp, prometheus.GaugeValue, up, name)
 		ch <- prometheus.MustNewConstMetric(descUplinkHealth, prometheus.GaugeValue, healthValue(v.Health), name)
 		if p := d.sup.Prober(i); p != nil {
@@ -117,7 +136,7 @@ func healthValue(s health.State) float64 {
 // startMetrics serves Prometheus metrics on control.metrics until ctx
 // ends. A port it cannot bind is logged, not fatal: routing matters more.
 func (d *daemon) startMetrics(ctx context.Context) {
-	addr := d.cfg.Control.Metrics.AddrPort
+	addr := d.conf().Control.Metrics.AddrPort
 	if !addr.IsValid() {
 		return
 	}

@@ -62,5 +62,5 @@ func cmdRun(args []string) error {
 	for _, w := range cfg.Warnings {
 		log.Warn("config", "warning", w)
 	}
-	return runDaemon(cfg, log)
+	return runDaemon(*path, cfg, log)
 }
