@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -119,11 +120,32 @@ func TestDHCP(t *testing.T) {
 	if data, err := os.ReadFile(leases); err != nil || !strings.Contains(string(data), a["ip"]) || !strings.Contains(string(data), b["ip"]) {
 		t.Fatalf("lease file after stop: %v\n%s", err, data)
 	}
-	startRouter(t, l, yaml)
+	r = startRouter(t, l, yaml)
 	a2 := udhcpc(t, l.Hosts[0], "-r", a["ip"])
 	b2 := udhcpc(t, l.Hosts[1])
 	if a2["ip"] != a["ip"] || b2["ip"] != b["ip"] {
 		t.Errorf("after restart: %s and %s, want %s and %s", a2["ip"], b2["ip"], a["ip"], b["ip"])
+	}
+
+	// Reload (SIGHUP) with a new lease time and domain: the next renewal
+	// carries them, and the leases are kept.
+	reloaded := strings.Replace(strings.Replace(yaml, "lease_time: 1h", "lease_time: 30m", 1), "domain: home.lan", "domain: office.lan", 1)
+	if err := os.WriteFile(r.Config, []byte(reloaded), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(r.Log(), "SIGHUP: config reloaded") {
+		if time.Now().After(deadline) || strings.Contains(r.Log(), "SIGHUP: reload") {
+			t.Fatalf("no reload within 5s of SIGHUP")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	a3 := udhcpc(t, l.Hosts[0], "-r", a["ip"])
+	if a3["ip"] != a["ip"] || a3["lease"] != "1800" || a3["domain"] != "office.lan" {
+		t.Errorf("after reload: %v, want %s with lease 1800 and domain office.lan", a3, a["ip"])
 	}
 }
 
