@@ -1,12 +1,15 @@
 package main
 
 import (
-	"github.com/wanflow/wanflow/cmd/wanflow/config"
+	"encoding/json"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/wanflow/wanflow/cmd/wanflow/config"
 )
 
 // capture runs fn with os.Stdout redirected and returns what it printed.
@@ -68,5 +71,28 @@ func TestREADMEConfig(t *testing.T) {
 	}
 	if _, err := config.Parse([]byte(block), "README.md"); err != nil {
 		t.Errorf("README example: %v", err)
+	}
+}
+
+func TestNewLogger(t *testing.T) {
+	var b strings.Builder
+	log, err := newLogger(&b, "text", slog.LevelInfo, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Debug("hidden")
+	log.Info("uplink down", "uplink", "adsl")
+	if got := b.String(); got != "level=INFO msg=\"uplink down\" uplink=adsl\n" {
+		t.Errorf("journal text: %q", got)
+	}
+	b.Reset()
+	log, _ = newLogger(&b, "json", slog.LevelDebug, false)
+	log.Debug("x", "n", 1)
+	var m map[string]any
+	if err := json.Unmarshal([]byte(b.String()), &m); err != nil || m["time"] == nil || m["n"] != 1.0 || m["level"] != "DEBUG" {
+		t.Errorf("json: %q (%v)", b.String(), err)
+	}
+	if _, err := newLogger(&b, "xml", slog.LevelInfo, false); err == nil {
+		t.Error("format xml accepted")
 	}
 }
