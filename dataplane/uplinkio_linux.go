@@ -154,33 +154,100 @@ func OpenUplinkSocket(u Uplink, ports flowtable.PortRange) (UplinkIO, error) {
 	return s, nil
 }
 
-// replyFilter accepts IPv4 packets to addr that are ICMP, non-first
-// fragments, or TCP/UDP to a port in ports. The IPv4 header starts at
-// offset l: a SOCK_RAW packet socket runs its filter on the frame,
-// link-layer header included.
+// replyFilter accepts IPv4 packets to addr that the dataplane may have a
+// flow for: TCP and UDP to a port in ports, ICMP echo replies whose
+// identifier is in ports (ICMP flows are NATed by identifier), the ICMP
+// errors it translates (destination unreachable, source quench, time
+// exceeded, parameter problem), and non-first fragments (reassembled to
+// find out). Everything else — the router's own pings and probes, echo
+// requests to the router — stays the kernel's alone. The IPv4 header
+// starts at offset l: a SOCK_RAW packet socket runs its filter on the
+// frame, link-layer header included.
 func replyFilter(addr [4]byte, ports flowtable.PortRange, l uint32) ([]bpf.RawInstruction, error) {
 	a := uint32(addr[0])<<24 | uint32(addr[1])<<16 | uint32(addr[2])<<8 | uint32(addr[3])
 	const accept, reject = 262144, 0
-	prog := []bpf.Instruction{
-		/* 0 */ bpf.LoadAbsolute{Off: l, Size: 1},
-		/* 1 */ bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0xf0},
-		/* 2 */ bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: 0x40, SkipTrue: 12},
-		/* 3 */ bpf.LoadAbsolute{Off: l + 16, Size: 4},
-		/* 4 */ bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: a, SkipTrue: 10},
-		/* 5 */ bpf.LoadAbsolute{Off: l + 9, Size: 1},
-		/* 6 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.IPPROTO_ICMP, SkipTrue: 9},
-		/* 7 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.IPPROTO_TCP, SkipTrue: 1},
-		/* 8 */ bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: unix.IPPROTO_UDP, SkipTrue: 6},
-		/* 9 */ bpf.LoadAbsolute{Off: l + 6, Size: 2},
-		/* 10 */ bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: 0x1fff, SkipTrue: 5},
-		/* 11 */ bpf.LoadMemShift{Off: l},
-		/* 12 */ bpf.LoadIndirect{Off: l + 2, Size: 2},
-		/* 13 */ bpf.JumpIf{Cond: bpf.JumpLessThan, Val: uint32(ports.Lo), SkipTrue: 1},
-		/* 14 */ bpf.JumpIf{Cond: bpf.JumpLessOrEqual, Val: uint32(ports.Hi), SkipTrue: 1},
-		/* 15 */ bpf.RetConstant{Val: reject},
-		/* 16 */ bpf.RetConstant{Val: accept},
+	lo, hi := uint32(ports.Lo), uint32(ports.Hi)
+	// Jumps name their target label; assembleLabels turns them into the
+	// forward skips BPF wants.
+	prog := []labeled{
+		{ins: bpf.LoadAbsolute{Off: l, Size: 1}},
+		{ins: bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0xf0}},
+		{ins: bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: 0x40}, to: "reject"},
+		{ins: bpf.LoadAbsolute{Off: l + 16, Size: 4}},
+		{ins: bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: a}, to: "reject"},
+		{ins: bpf.LoadAbsolute{Off: l + 9, Size: 1}},
+		{ins: bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.IPPROTO_ICMP}, to: "icmp"},
+		{ins: bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.IPPROTO_TCP}, to: "l4"},
+		{ins: bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: unix.IPPROTO_UDP}, to: "reject"},
+		{label: "l4", ins: bpf.LoadAbsolute{Off: l + 6, Size: 2}},
+		{ins: bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: 0x1fff}, to: "accept"},
+		{ins: bpf.LoadMemShift{Off: l}},
+		{ins: bpf.LoadIndirect{Off: l + 2, Size: 2}}, // destination port
+		{ins: bpf.JumpIf{Cond: bpf.JumpLessThan, Val: lo}, to: "reject"},
+		{ins: bpf.JumpIf{Cond: bpf.JumpLessOrEqual, Val: hi}, to: "accept"},
+		{ins: bpf.Jump{}, to: "reject"},
+		{label: "icmp", ins: bpf.LoadAbsolute{Off: l + 6, Size: 2}},
+		{ins: bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: 0x1fff}, to: "accept"},
+		{ins: bpf.LoadMemShift{Off: l}},
+		{ins: bpf.LoadIndirect{Off: l, Size: 1}}, // ICMP type
+		{ins: bpf.JumpIf{Cond: bpf.JumpEqual, Val: 0}, to: "echo"},
+		{ins: bpf.JumpIf{Cond: bpf.JumpEqual, Val: 3}, to: "accept"},
+		{ins: bpf.JumpIf{Cond: bpf.JumpEqual, Val: 4}, to: "accept"},
+		{ins: bpf.JumpIf{Cond: bpf.JumpEqual, Val: 11}, to: "accept"},
+		{ins: bpf.JumpIf{Cond: bpf.JumpEqual, Val: 12}, to: "accept"},
+		{ins: bpf.Jump{}, to: "reject"},
+		{label: "echo", ins: bpf.LoadIndirect{Off: l + 4, Size: 2}}, // identifier
+		{ins: bpf.JumpIf{Cond: bpf.JumpLessThan, Val: lo}, to: "reject"},
+		{ins: bpf.JumpIf{Cond: bpf.JumpLessOrEqual, Val: hi}, to: "accept"},
+		{label: "reject", ins: bpf.RetConstant{Val: reject}},
+		{label: "accept", ins: bpf.RetConstant{Val: accept}},
 	}
-	return bpf.Assemble(prog)
+	ins, err := assembleLabels(prog)
+	if err != nil {
+		return nil, err
+	}
+	return bpf.Assemble(ins)
+}
+
+// labeled is a BPF instruction with an optional label and, for a jump,
+// the label it goes to (when its condition holds).
+type labeled struct {
+	label string
+	ins   bpf.Instruction
+	to    string
+}
+
+// assembleLabels resolves the jumps' labels into skips; BPF jumps only
+// forward.
+func assembleLabels(prog []labeled) ([]bpf.Instruction, error) {
+	at := map[string]int{}
+	for i, p := range prog {
+		if p.label != "" {
+			at[p.label] = i
+		}
+	}
+	out := make([]bpf.Instruction, len(prog))
+	for i, p := range prog {
+		out[i] = p.ins
+		if p.to == "" {
+			continue
+		}
+		t, ok := at[p.to]
+		if !ok || t <= i || t-i-1 > 255 {
+			return nil, fmt.Errorf("bpf: instruction %d jumps to %q: not a later label within 255", i, p.to)
+		}
+		switch j := p.ins.(type) {
+		case bpf.JumpIf:
+			j.SkipTrue = uint8(t - i - 1)
+			out[i] = j
+		case bpf.Jump:
+			j.Skip = uint32(t - i - 1)
+			out[i] = j
+		default:
+			return nil, fmt.Errorf("bpf: instruction %d has a target but is not a jump", i)
+		}
+	}
+	return out, nil
 }
 
 func (s *socketIO) recvmmsg(fd uintptr) bool {

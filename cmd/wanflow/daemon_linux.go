@@ -135,6 +135,10 @@ func (d *daemon) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("create TUN %s: %w", cfg.Dataplane.TUN, err)
 	}
+	// The TUN device carries IPv4 only: without IPv6 on it the kernel does
+	// not send its router solicitations and MLD reports into the dataplane.
+	// (No IPv6 in the kernel: nothing to turn off.)
+	_ = os.WriteFile("/proc/sys/net/ipv6/conf/"+cfg.Dataplane.TUN+"/disable_ipv6", []byte("1"), 0)
 	link, err := h.LinkByName(cfg.Dataplane.TUN)
 	if err == nil {
 		err = h.LinkSetUp(link)
