@@ -212,8 +212,8 @@ func (s State) String() string {
 
 // Defaults used for the zero value of the corresponding Config field.
 const (
-	DefaultInterval      = 500 * time.Millisecond
-	DefaultTimeout       = time.Second
+	DefaultInterval      = 200 * time.Millisecond
+	DefaultTimeout       = 400 * time.Millisecond
 	DefaultDownAfter     = 3
 	DefaultUpAfter       = 5
 	DefaultLossWindow    = 20

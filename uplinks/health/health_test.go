@@ -77,7 +77,7 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := p.Config()
-	if c.MinOK != 1 || c.Interval != 500*time.Millisecond || c.Timeout != time.Second || c.DownAfter != 3 || c.UpAfter != 5 ||
+	if c.MinOK != 1 || c.Interval != 200*time.Millisecond || c.Timeout != 400*time.Millisecond || c.DownAfter != 3 || c.UpAfter != 5 ||
 		c.LossWindow != 20 || c.DegradedAfter != 3 || c.RecoverAfter != 5 || c.Initial != StateDown {
 		t.Errorf("defaults: %+v", c)
 	}

@@ -173,7 +173,7 @@ func TestDefaults(t *testing.T) {
 			{Kind: ProbeICMP, Addr: netip.MustParseAddrPort("1.1.1.1:0")},
 			{Kind: ProbeICMP, Addr: netip.MustParseAddrPort("8.8.8.8:0")},
 		},
-		MinOK: 1, Interval: Duration(500 * time.Millisecond), Timeout: Duration(time.Second),
+		MinOK: 1, Interval: Duration(200 * time.Millisecond), Timeout: Duration(400 * time.Millisecond),
 		DownAfter: 3, UpAfter: 5, LossWindow: 20, DegradedAfter: 3, RecoverAfter: 5,
 		Degraded: DegradedKeep, Initial: InitialUp,
 	}
@@ -218,7 +218,7 @@ func TestParseRaspberryPi(t *testing.T) {
 	}
 	// Per-uplink probes override the keys they give, inherit the others.
 	if time.Duration(g4.Probes.Interval) != 2*time.Second || g4.Probes.DownAfter != 2 ||
-		g4.Probes.UpAfter != 5 || time.Duration(g4.Probes.Timeout) != time.Second || len(g4.Probes.Targets) != 2 {
+		g4.Probes.UpAfter != 5 || time.Duration(g4.Probes.Timeout) != 400*time.Millisecond || len(g4.Probes.Targets) != 2 {
 		t.Errorf("4g probes = %+v", g4.Probes)
 	}
 	if g3.Gateway.IsValid() || g3.WhileDown != "wvdial 3g" || g3.OnDown != "" || time.Duration(g3.Retry) != 30*time.Second {
@@ -246,7 +246,7 @@ func TestParseRaspberryPi(t *testing.T) {
 		"      ip route replace default via 192.168.42.129 dev usb0 onlink table 202 proto 167\n",
 		"      ip route replace default [via <gateway learned on ppp0> onlink] dev ppp0 table 203 proto 167\n",
 		"      while down: \"wvdial 3g\", every 30s\n      hooks run without a shell (split into words, no expansion), timeout 1m0s\n",
-		"      probes icmp:1.1.1.1, icmp:8.8.8.8 (1 of 2 must answer) every 2s, timeout 1s, down after 2, up after 5, initially up\n",
+		"      probes icmp:1.1.1.1, icmp:8.8.8.8 (1 of 2 must answer) every 2s, timeout 400ms, down after 2, up after 5, initially up\n",
 		"      degraded: off (no latency_max or loss_max)\n",
 		"      on failure: tcp reset, udp migrate (udp covers icmp)\n",
 		"  workers: 4\n",

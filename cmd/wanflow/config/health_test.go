@@ -75,7 +75,7 @@ func TestParseHealth(t *testing.T) {
 	global := Probes{
 		Targets: []ProbeTarget{icmp("1.1.1.1"), icmp("8.8.8.8"),
 			{Kind: ProbeHTTP, Addr: netip.MustParseAddrPort("203.0.113.10:8080"), URL: "http://203.0.113.10:8080/"}},
-		MinOK: 1, Interval: Duration(200 * time.Millisecond), Timeout: Duration(time.Second),
+		MinOK: 1, Interval: Duration(200 * time.Millisecond), Timeout: Duration(400 * time.Millisecond),
 		DownAfter: 3, UpAfter: 5, LatencyMax: Duration(150 * time.Millisecond), LossMax: 0.2,
 		LossWindow: 50, DegradedAfter: 4, RecoverAfter: 6, Degraded: DegradedWeight, Initial: InitialUp,
 	}
@@ -127,12 +127,12 @@ func TestParseHealth(t *testing.T) {
 
 	plan := mustParse(t, healthExample).Plan()
 	for _, want := range []string{
-		"      probes dns, dns:9.9.9.9:5353, https://example.com/generate_204 (2 of 3 must answer) every 200ms, timeout 1s, down after 3, up after 5, initially up\n",
+		"      probes dns, dns:9.9.9.9:5353, https://example.com/generate_204 (2 of 3 must answer) every 200ms, timeout 400ms, down after 3, up after 5, initially up\n",
 		"      degraded after 4 rounds with latency over 150ms or loss over 25% of 50 rounds, recovers after 6: down (counts as down)\n",
 		"      on failure: tcp keep, udp keep (udp covers icmp)\n",
 		"      on down: \"logger -t wanflow \\\"adsl down\\\"\"\n      on up: \"logger -t wanflow 'adsl up'\"\n      hooks run without a shell (split into words, no expansion), timeout 10s\n",
 		"      dns from the nameserver lines of /run/usb0.resolv\n      probes: none (targets: []); health is carrier and address only\n      on failure: tcp reset, udp reset",
-		"      probes icmp:1.1.1.1, icmp:8.8.8.8, http://203.0.113.10:8080/ (1 of 3 must answer) every 200ms, timeout 1s, down after 3, up after 5, initially down\n",
+		"      probes icmp:1.1.1.1, icmp:8.8.8.8, http://203.0.113.10:8080/ (1 of 3 must answer) every 200ms, timeout 400ms, down after 3, up after 5, initially down\n",
 		"loss over 20% of 50 rounds, recovers after 6: weight (carries half its weight)\n",
 		"      while down: \"wvdial 3g >/dev/null 2>&1\", every 1m0s\n      hooks run with /bin/sh -c, timeout 1m0s\n",
 		"  preempt: when a preferred uplink returns, flows on less preferred uplinks move back to it (udp re-pinned, tcp reset)\n",
