@@ -147,19 +147,21 @@ func (e *Engine) Traffic() []Traffic {
 }
 
 // FlowsPerUplink returns the number of flows pinned to each uplink, by
-// uplink index (up to the highest index with a flow).
+// uplink index (up to the highest index with a flow). Each shard keeps its
+// counts up to date, so this costs O(uplinks) per worker, whatever the
+// number of flows.
 func (e *Engine) FlowsPerUplink() []int {
 	var out []int
 	for _, w := range e.workers {
 		w.do(func() {
-			w.ft.Range(func(ent *flowtable.Entry) bool {
-				i := int(ent.Uplink)
-				for len(out) <= i {
-					out = append(out, 0)
+			for i := range e.cfg.MaxUplinks {
+				if n := w.ft.UplinkLen(i); n > 0 {
+					for len(out) <= i {
+						out = append(out, 0)
+					}
+					out[i] += n
 				}
-				out[i]++
-				return true
-			})
+			}
 		})
 	}
 	return out

@@ -83,8 +83,19 @@ func checkInvariants(tb testing.TB, tab *Table) {
 	owners := map[portOwner]lanEndpoint{}
 	refs := map[int32]int32{}
 	count := 0
+	perUp := make([]int, cfg.MaxUplinks)
+	defer func() {
+		for i, n := range perUp {
+			if got := tab.UplinkLen(i); got != n {
+				tb.Fatalf("UplinkLen(%d) = %d, want %d", i, got, n)
+			}
+		}
+	}()
 	tab.Range(func(e *Entry) bool {
 		count++
+		if int(e.Uplink) < len(perUp) {
+			perUp[e.Uplink]++
+		}
 		if got := tab.Lookup(e.Key); got != e {
 			tb.Fatalf("Lookup(%+v) = %p, want %p", e.Key, got, e)
 		}

@@ -42,6 +42,7 @@ type Table struct {
 	hw     int32
 	free   int32
 	n      int
+	perUp  []int // flows per uplink index
 	lists  [numClasses]list
 	clock  int64 // largest now seen
 
@@ -122,6 +123,7 @@ func New(cfg Config) (*Table, error) {
 		mapCap:  int32(cfg.Capacity) + 1,
 		mapFree: -1,
 		pools:   make([]pool, cfg.MaxUplinks*numProtoClasses),
+		perUp:   make([]int, cfg.MaxUplinks),
 		ports:   cfg.Ports,
 		first:   first,
 		span:    (hi-first)/w + 1,
@@ -141,6 +143,15 @@ func New(cfg Config) (*Table, error) {
 
 // Config returns the table's configuration with defaults filled in.
 func (t *Table) Config() Config { return t.cfg }
+
+// UplinkLen returns the number of flows pinned to uplink i (0 for an index
+// outside MaxUplinks). It is O(1).
+func (t *Table) UplinkLen(i int) int {
+	if i < 0 || i >= len(t.perUp) {
+		return 0
+	}
+	return t.perUp[i]
+}
 
 // Len returns the number of flows in the table.
 func (t *Table) Len() int { return t.n }
@@ -275,6 +286,7 @@ func (t *Table) Create(k Key, uplink uint8, natAddr [4]byte, now int64) (*Entry,
 	t.rev.insert(t.hash.reply(&rk), idx)
 	t.pushHead(e)
 	t.n++
+	t.perUp[uplink]++
 	t.stats.Created++
 	return e, nil
 }
@@ -337,6 +349,7 @@ func (t *Table) remove(e *Entry) {
 	t.fwd.remove(t.hash.key(&e.Key), e.idx)
 	t.rev.remove(t.hash.reply(&rk), e.idx)
 	t.release(e.mapping)
+	t.perUp[e.Uplink]--
 	*e = Entry{idx: e.idx, class: classFree, prev: -1, next: t.free, mapping: -1}
 	t.free = e.idx
 	t.n--
@@ -448,6 +461,8 @@ func (t *Table) Repin(e *Entry, uplink uint8, natAddr [4]byte) error {
 	t.rev.remove(t.hash.reply(&old), e.idx)
 	t.release(e.mapping)
 	e.mapping = mi
+	t.perUp[e.Uplink]--
+	t.perUp[uplink]++
 	e.Uplink = uplink
 	e.NATAddr = natAddr
 	e.NATPort = rk.NATPort

@@ -57,6 +57,9 @@ func ConfigYAML(l *lab.Lab, o Options) string {
 // Router is a wanflow daemon running in a lab's router namespace.
 type Router struct {
 	Config string // path of the config file
+	// Socket is the daemon's control socket: in the router's directory
+	// unless the YAML has a control section ("" if that names no socket).
+	Socket string
 	cmd    *exec.Cmd
 	done   chan struct{}
 	err    error // Wait's result, valid once done is closed
@@ -85,6 +88,16 @@ func StartArgs(l *lab.Lab, bin, dir, yaml string, logw io.Writer, timeout time.D
 		r.dir, r.ownDir = d, true
 	}
 	r.Config = filepath.Join(r.dir, "wanflow.yaml")
+	// A lab daemon's control socket lives in its own directory, never at
+	// the default path a real wanflow on this machine may be using.
+	r.Socket = filepath.Join(r.dir, "wanflow.sock")
+	if !strings.Contains("\n"+yaml, "\ncontrol:") {
+		yaml += "control:\n  socket: " + r.Socket + "\n"
+	} else if i := strings.Index(yaml, "  socket: "); i >= 0 {
+		r.Socket = strings.TrimSpace(strings.SplitN(yaml[i+len("  socket: "):], "\n", 2)[0])
+	} else {
+		r.Socket = ""
+	}
 	if err := os.WriteFile(r.Config, []byte(yaml), 0o600); err != nil {
 		r.cleanDir()
 		return nil, err
