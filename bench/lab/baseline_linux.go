@@ -33,6 +33,8 @@ func (l *Lab) KernelBaseline(mode BaselineMode, weights []int) (undo func() erro
 		policy = "0"
 	case BaselineMultipathL4:
 		policy = "1"
+	case BaselineConnmark:
+		return l.ConnmarkBaseline(BaselineMultipathL4, weights)
 	default:
 		return nil, fmt.Errorf("lab: kernel baseline mode %v not implemented", mode)
 	}

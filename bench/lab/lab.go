@@ -373,8 +373,10 @@ const (
 	// BaselineMultipathL4 is the same route with fib_multipath_hash_policy 1
 	// (5-tuple).
 	BaselineMultipathL4
-	// BaselineConnmark (per-uplink tables chosen by a connmark) is not
-	// implemented yet; KernelBaseline returns an error for it.
+	// BaselineConnmark is the reference setup's connmark variant: the L4
+	// multipath route picks a new connection's uplink, conntrack marks the
+	// connection by it, and per-uplink tables chosen by the mark keep the
+	// connection there (ConnmarkBaseline).
 	BaselineConnmark
 )
 
