@@ -18,6 +18,12 @@
 // question (RFC 5452). A truncated UDP answer is asked again over TCP to
 // the same upstream. Identical queries in flight share one upstream query.
 //
+// An upstream that failed or was hedged past twice in a row is benched: it
+// is asked after the others for 5 s, doubling with each further miss up to
+// 60 s, then first again; its first answer ends the bench. A silent ISP
+// resolver behind a live uplink so costs one HedgeAfter wait per bench
+// period instead of one per query.
+//
 // Queries go upstream with RD, AD, the client's CD and DO bits and our
 // EDNS(0) payload size UDPSize; the client's EDNS options are not
 // forwarded. Answers keep the upstream's AD bit for clients that set AD or

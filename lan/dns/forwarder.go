@@ -332,6 +332,42 @@ type upstream struct {
 type upstreamCounters struct {
 	key               upstreamKey
 	queries, failures atomic.Uint64
+	// streak counts the upstream's failures and hedges in a row (a query
+	// sent to the next upstream because this one had not answered within
+	// HedgeAfter); an answer resets it. From benchAfter on, the upstream
+	// is benched — asked after the others — until benchedUntil (Unix
+	// nanoseconds), for a time that doubles with the streak.
+	streak       atomic.Int32
+	benchedUntil atomic.Int64
+}
+
+// Benching of upstreams that keep failing or answering late.
+const (
+	benchAfter = 2                // failures or hedges in a row
+	benchMin   = 5 * time.Second  // the first time
+	benchMax   = 60 * time.Second // at most
+)
+
+// failed records a failure or a hedge of the upstream at now.
+func (c *upstreamCounters) failed(now time.Time) {
+	n := c.streak.Add(1)
+	if n < benchAfter {
+		return
+	}
+	d := benchMin << min(n-benchAfter, 4)
+	c.benchedUntil.Store(now.Add(min(d, benchMax)).UnixNano())
+}
+
+// answered records an answer of the upstream.
+func (c *upstreamCounters) answered() {
+	if c.streak.Load() != 0 {
+		c.streak.Store(0)
+		c.benchedUntil.Store(0)
+	}
+}
+
+func (c *upstreamCounters) benched(now time.Time) bool {
+	return c.benchedUntil.Load() > now.UnixNano()
 }
 
 // New returns a Forwarder for cfg, without upstreams (SetUpstreams) and not

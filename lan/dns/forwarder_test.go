@@ -176,6 +176,49 @@ func TestHedging(t *testing.T) {
 	}
 }
 
+// TestSilentUpstreamBenched: an upstream hedged past twice in a row is
+// asked after the others (no HedgeAfter wait per query) until its bench
+// time is over; then it is asked first again, and an answer ends it.
+func TestSilentUpstreamBenched(t *testing.T) {
+	first := newTestUpstream(t, silent)
+	second := newTestUpstream(t, answerA(60, "192.0.2.2"))
+	const hedge = 100 * time.Millisecond
+	f, clk := newTestForwarder(t, Config{HedgeAfter: hedge, Timeout: time.Second},
+		first.upstream("isp1"), second.upstream("isp2"))
+	timed := func(name string) time.Duration {
+		t.Helper()
+		start := time.Now()
+		if a := firstA(t, ask(t, f, client, false, mkQuery(t, name, mdns.TypeA))); a.A.String() != "192.0.2.2" {
+			t.Fatalf("%s: %v", name, a)
+		}
+		return time.Since(start)
+	}
+	for i, name := range []string{"a.example.", "b.example."} {
+		if d := timed(name); d < hedge {
+			t.Errorf("query %d answered after %v, before the hedge", i, d)
+		}
+	}
+	// Benched: isp2 is asked first, at once.
+	for _, name := range []string{"c.example.", "d.example.", "e.example."} {
+		if d := timed(name); d >= hedge {
+			t.Errorf("%s answered after %v with isp1 benched, want no hedge wait", name, d)
+		}
+	}
+	if n := first.queries.Load(); n != 2 {
+		t.Errorf("the benched upstream was asked %d times, want 2", n)
+	}
+	// Bench time over: isp1 first again; it answers now, which ends it.
+	first.setHandler(answerA(60, "192.0.2.2"))
+	clk.add(benchMin + time.Second)
+	timed("f.example.")
+	if n := first.queries.Load(); n != 3 {
+		t.Errorf("after the bench time isp1 was asked %d times, want 3", n)
+	}
+	if f.upstreamsForTest()[0].c.streak.Load() != 0 {
+		t.Error("an answer did not end the streak")
+	}
+}
+
 func TestFailureTriesNextAtOnce(t *testing.T) {
 	for _, rcode := range []int{mdns.RcodeServerFailure, mdns.RcodeRefused} {
 		t.Run(mdns.RcodeToString[rcode], func(t *testing.T) {

@@ -213,3 +213,6 @@ func firstA(t testing.TB, m *mdns.Msg) *mdns.A {
 	}
 	return a
 }
+
+// upstreamsForTest returns the current upstream list.
+func (f *Forwarder) upstreamsForTest() []*upstream { return *f.upstreams.Load() }

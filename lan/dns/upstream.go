@@ -18,20 +18,51 @@ var errNoUpstreams = errors.New("no upstream servers")
 
 // attempt is the outcome of one upstream's query.
 type attempt struct {
+	u   *upstream
 	m   *mdns.Msg
 	err error
 }
 
+// order returns the upstreams in the order to ask them at now: the list's
+// order, except that benched upstreams (they failed or were hedged past
+// several times in a row) come after the others. A benched upstream is
+// asked first again once its bench time is over, so a server that came
+// back is found within benchMax.
+func order(ups []*upstream, now time.Time) []*upstream {
+	benched := 0
+	for _, u := range ups {
+		if u.c.benched(now) {
+			benched++
+		}
+	}
+	if benched == 0 || benched == len(ups) {
+		return ups
+	}
+	out := make([]*upstream, 0, len(ups))
+	for _, u := range ups {
+		if !u.c.benched(now) {
+			out = append(out, u)
+		}
+	}
+	for _, u := range ups {
+		if u.c.benched(now) {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
 // resolve asks the upstreams for q and returns the first good answer as an
-// entry, cached if it may be. Upstreams are asked in order: the next one
-// at once when the previous fails (error, SERVFAIL, REFUSED, ...), or after
-// HedgeAfter when it is merely slow, the earlier ones still being waited
-// for; all within Timeout.
+// entry, cached if it may be. Upstreams are asked in order (benched ones
+// last): the next one at once when the previous fails (error, SERVFAIL,
+// REFUSED, ...), or after HedgeAfter when it is merely slow, the earlier
+// ones still being waited for; all within Timeout.
 func (f *Forwarder) resolve(ctx context.Context, q *query) (*entry, error) {
 	ups := *f.upstreams.Load()
 	if len(ups) == 0 {
 		return nil, errNoUpstreams
 	}
+	ups = order(ups, f.now())
 	wire, err := upstreamQuery(q)
 	if err != nil {
 		return nil, err
@@ -57,6 +88,7 @@ func (f *Forwarder) resolve(ctx context.Context, q *query) (*entry, error) {
 		case r := <-results:
 			pending--
 			if r.err == nil {
+				r.u.c.answered()
 				e, cacheable, err := newEntry(q.key, r.m, f.now(), s.ServeStale)
 				if err == nil {
 					if cacheable {
@@ -75,6 +107,7 @@ func (f *Forwarder) resolve(ctx context.Context, q *query) (*entry, error) {
 			}
 		case <-hedge.C:
 			if next < len(ups) {
+				ups[next-1].c.failed(f.now()) // slow: hedged past
 				f.stats.hedged.Add(1)
 				start()
 				hedge.Reset(s.HedgeAfter)
@@ -113,10 +146,11 @@ func (f *Forwarder) routineAttempt(ctx context.Context, u *upstream, wire []byte
 	m, err := f.exchange(ctx, u, wire, q)
 	if err != nil && !errors.Is(ctx.Err(), context.Canceled) {
 		u.c.failures.Add(1)
+		u.c.failed(f.now())
 		f.cfg.Logger.Debug("dns: upstream failed", "uplink", u.Uplink, "addr", u.Addr,
 			"name", q.question.Name, "error", err)
 	}
-	results <- attempt{m, err}
+	results <- attempt{u, m, err}
 }
 
 // bufPool holds buffers for upstream answers over UDP.
