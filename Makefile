@@ -64,7 +64,7 @@ lab-down: build
 	./$(BIN) lab down
 
 bench: build
-	./$(BIN) bench --out docs/bench
+	./$(BIN) bench --out docs/bench --doc docs/benchmarks.md
 
 clean:
 	rm -rf bin

@@ -94,11 +94,20 @@ func cmdBench(args []string) error {
 	out := fs.String("out", "", "directory for results.json and the SVG charts (failover, dns, throughput)")
 	doc := fs.String("doc", "", "markdown file whose generated section (between the wanflow-bench markers) gets the results")
 	profile := fs.String("cpuprofile", "", "CPU profile of the wanflow daemon during the throughput benchmark, to this file")
-	if err := fs.Parse(args); err != nil {
-		return err
+	// Flags may come before and after the scenario names.
+	var names []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		names = append(names, fs.Arg(0))
+		args = fs.Args()[1:]
 	}
 	scen := map[string]bool{}
-	for _, a := range fs.Args() {
+	for _, a := range names {
 		found := false
 		for _, s := range benchScenarios {
 			found = found || a == s
@@ -178,6 +187,16 @@ func cmdBench(args []string) error {
 		fmt.Fprintf(w, "   %s done in %.0f s\n", name, res.Seconds[name])
 	}
 
+	if *out != "" && len(scen) < len(benchScenarios) {
+		// A subset of the scenarios: the others' results of an earlier
+		// run in the same directory are kept.
+		if old, err := os.ReadFile(filepath.Join(*out, "results.json")); err == nil {
+			var prev benchResults
+			if json.Unmarshal(old, &prev) == nil {
+				res = mergeBench(res, prev, scen)
+			}
+		}
+	}
 	b, _ := json.MarshalIndent(res, "", "  ")
 	if *out != "" {
 		if err := writeBenchOut(*out, res, b); err != nil {
@@ -203,6 +222,32 @@ func cmdBench(args []string) error {
 		tw.Flush()
 	}
 	return nil
+}
+
+// mergeBench returns cur with the results of the scenarios that did not
+// run (not in ran) taken from prev.
+func mergeBench(cur, prev benchResults, ran map[string]bool) benchResults {
+	for name, secs := range prev.Seconds {
+		if !ran[name] {
+			cur.Seconds[name] = secs
+		}
+	}
+	if !ran["stickiness"] {
+		cur.Stickiness = prev.Stickiness
+	}
+	if !ran["balance"] {
+		cur.Balance = prev.Balance
+	}
+	if !ran["failover"] {
+		cur.Failover = prev.Failover
+	}
+	if !ran["throughput"] {
+		cur.Throughput, cur.Latency, cur.FlowRate, cur.Memory = prev.Throughput, prev.Latency, prev.FlowRate, prev.Memory
+	}
+	if !ran["dns"] {
+		cur.DNS, cur.DNSPerf = prev.DNS, prev.DNSPerf
+	}
+	return cur
 }
 
 // benchTable is one table of results: a header and rows of tab-separated

@@ -79,3 +79,15 @@ func TestBenchOutAndDoc(t *testing.T) {
 		t.Error("a doc without markers was accepted")
 	}
 }
+
+func TestMergeBench(t *testing.T) {
+	prev := testBenchResults()
+	cur := benchResults{Seconds: map[string]float64{"dns": 5}, DNSPerf: []bench.DNSPerfResult{{Case: "forwarded", QPS: 1}}}
+	m := mergeBench(cur, prev, map[string]bool{"dns": true})
+	if len(m.Failover) != 2 || len(m.Throughput) != 2 || m.Seconds["failover"] != 60 {
+		t.Errorf("scenarios not run were not kept: %+v", m)
+	}
+	if len(m.DNSPerf) != 1 || m.DNSPerf[0].Case != "forwarded" || m.Seconds["dns"] != 5 {
+		t.Errorf("the scenario run was overwritten by the old results: %+v", m.DNSPerf)
+	}
+}

@@ -406,6 +406,10 @@ func (f *Forwarder) SetUpstreams(u []Upstream) {
 	list := make([]*upstream, 0, len(u))
 	f.upMu.Lock()
 	defer f.upMu.Unlock()
+	was := map[upstreamKey]bool{}
+	for _, p := range *f.upstreams.Load() {
+		was[p.c.key] = true
+	}
 	for _, x := range u {
 		a := x.Addr
 		if a.Port() == 0 {
@@ -431,6 +435,11 @@ func (f *Forwarder) SetUpstreams(u []Upstream) {
 		if old == nil {
 			old = &upstream{c: &upstreamCounters{key: k}}
 			f.upOrder = append(f.upOrder, old)
+		}
+		if !was[k] {
+			// Back in the list (its uplink came back up, its probes
+			// answer): whatever benched it is over.
+			old.c.answered()
 		}
 		up := &upstream{Upstream: x, c: old.c}
 		f.upKnown[k] = up

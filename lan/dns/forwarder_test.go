@@ -207,12 +207,28 @@ func TestSilentUpstreamBenched(t *testing.T) {
 	if n := first.queries.Load(); n != 2 {
 		t.Errorf("the benched upstream was asked %d times, want 2", n)
 	}
+	// Its uplink goes down and comes back: the bench is over at once.
+	f.SetUpstreams([]Upstream{second.upstream("isp2")})
+	f.SetUpstreams([]Upstream{first.upstream("isp1"), second.upstream("isp2")})
+	if f.upstreamsForTest()[0].c.benched(clk.now()) {
+		t.Error("an upstream back in the list is still benched")
+	}
+	timed("e2.example.")
+	if n := first.queries.Load(); n != 3 {
+		t.Errorf("isp1 back in the list was asked %d times in all, want 3", n)
+	}
+	clk.add(time.Second)
+	timed("e3.example.") // hedged past again: benched again (streak 2)
+	timed("e4.example.")
+	if n := first.queries.Load(); n != 4 {
+		t.Errorf("isp1 was asked %d times in all, want 4 (benched after two misses)", n)
+	}
 	// Bench time over: isp1 first again; it answers now, which ends it.
 	first.setHandler(answerA(60, "192.0.2.2"))
 	clk.add(benchMin + time.Second)
 	timed("f.example.")
-	if n := first.queries.Load(); n != 3 {
-		t.Errorf("after the bench time isp1 was asked %d times, want 3", n)
+	if n := first.queries.Load(); n != 5 {
+		t.Errorf("after the bench time isp1 was asked %d times in all, want 5", n)
 	}
 	if f.upstreamsForTest()[0].c.streak.Load() != 0 {
 		t.Error("an answer did not end the streak")
