@@ -130,7 +130,7 @@ func TestDHCP(t *testing.T) {
 	// Reload (SIGHUP) with a new lease time and domain: the next renewal
 	// carries them, and the leases are kept.
 	reloaded := strings.Replace(strings.Replace(yaml, "lease_time: 1h", "lease_time: 30m", 1), "domain: home.lan", "domain: office.lan", 1)
-	if err := os.WriteFile(r.Config, []byte(reloaded), 0o600); err != nil {
+	if err := r.WriteConfig(reloaded); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.Signal(syscall.SIGHUP); err != nil {

@@ -99,14 +99,7 @@ func (l *Lab) KernelBaseline(mode BaselineMode, weights []int) (undo func() erro
 		}); err != nil {
 			errs = append(errs, err)
 		}
-		if err := l.nft(func(c *nftables.Conn) error {
-			t, err := c.ListTableOfFamily(BaselineTable, nftables.TableFamilyIPv4)
-			if err != nil {
-				return nil // not there
-			}
-			c.DelTable(t)
-			return c.Flush()
-		}); err != nil {
+		if err := l.deleteNFTTable(BaselineTable); err != nil {
 			errs = append(errs, fmt.Errorf("lab: baseline: delete nftables table: %w", err))
 		}
 		if err := l.Router.WriteSysctl("net/ipv4/fib_multipath_hash_policy", oldPolicy); err != nil {
@@ -185,4 +178,17 @@ func addMasquerade(c *nftables.Conn, ifaces []string, lanIf string) error {
 		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: exprs})
 	}
 	return c.Flush()
+}
+
+// deleteNFTTable deletes the router's IPv4 nftables table name, if it
+// exists.
+func (l *Lab) deleteNFTTable(name string) error {
+	return l.nft(func(c *nftables.Conn) error {
+		t, err := c.ListTableOfFamily(name, nftables.TableFamilyIPv4)
+		if err != nil {
+			return nil // not there
+		}
+		c.DelTable(t)
+		return c.Flush()
+	})
 }

@@ -258,14 +258,7 @@ func (l *Lab) removeConnmark() error {
 	}); err != nil {
 		errs = append(errs, err)
 	}
-	if err := l.nft(func(c *nftables.Conn) error {
-		t, err := c.ListTableOfFamily(ConnmarkTable, nftables.TableFamilyIPv4)
-		if err != nil {
-			return nil // not there
-		}
-		c.DelTable(t)
-		return c.Flush()
-	}); err != nil {
+	if err := l.deleteNFTTable(ConnmarkTable); err != nil {
 		errs = append(errs, fmt.Errorf("lab: connmark: delete nftables table: %w", err))
 	}
 	return errors.Join(errs...)

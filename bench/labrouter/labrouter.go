@@ -88,17 +88,7 @@ func StartArgs(l *lab.Lab, bin, dir, yaml string, logw io.Writer, timeout time.D
 		r.dir, r.ownDir = d, true
 	}
 	r.Config = filepath.Join(r.dir, "wanflow.yaml")
-	// A lab daemon's control socket lives in its own directory, never at
-	// the default path a real wanflow on this machine may be using.
-	r.Socket = filepath.Join(r.dir, "wanflow.sock")
-	if !strings.Contains("\n"+yaml, "\ncontrol:") {
-		yaml += "control:\n  socket: " + r.Socket + "\n"
-	} else if i := strings.Index(yaml, "  socket: "); i >= 0 {
-		r.Socket = strings.TrimSpace(strings.SplitN(yaml[i+len("  socket: "):], "\n", 2)[0])
-	} else {
-		r.Socket = ""
-	}
-	if err := os.WriteFile(r.Config, []byte(yaml), 0o600); err != nil {
+	if err := r.WriteConfig(yaml); err != nil {
 		r.cleanDir()
 		return nil, err
 	}
@@ -154,6 +144,22 @@ func (r *Router) Stop() error {
 		<-r.done
 		return errors.New("labrouter: wanflow did not stop within 10s of SIGTERM; killed")
 	}
+}
+
+// WriteConfig writes yaml as the daemon's config file (for a reload). A
+// YAML without a control section gets one that puts the control socket in
+// the router's directory — never at the default path, which a real wanflow
+// on this machine may be using — and Socket is set to it.
+func (r *Router) WriteConfig(yaml string) error {
+	r.Socket = filepath.Join(r.dir, "wanflow.sock")
+	if !strings.Contains("\n"+yaml, "\ncontrol:") {
+		yaml += "control:\n  socket: " + r.Socket + "\n"
+	} else if i := strings.Index(yaml, "  socket: "); i >= 0 {
+		r.Socket = strings.TrimSpace(strings.SplitN(yaml[i+len("  socket: "):], "\n", 2)[0])
+	} else {
+		r.Socket = ""
+	}
+	return os.WriteFile(r.Config, []byte(yaml), 0o600)
 }
 
 // Signal sends sig to the daemon (SIGHUP: reload its config).
