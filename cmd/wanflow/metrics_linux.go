@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/wanflow/wanflow/dataplane"
@@ -141,7 +142,10 @@ func (d *daemon) startMetrics(ctx context.Context) {
 		return
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collector{d})
+	// The Go runtime's and the process's own metrics (go_goroutines,
+	// go_memstats_*, process_open_fds, process_resident_memory_bytes...)
+	// show leaks and memory next to the router's figures.
+	reg.MustRegister(collector{d}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
