@@ -20,7 +20,8 @@ build:
 
 # deps installs what the tests use from Debian when run as root on a Debian
 # machine (ping for the lab tests, iperf3 for the benchmarks, busybox's udhcpc
-# and dig for the LAN-services tests, dnsperf for the DNS benchmark). Harmless
+# and dig for the LAN-services tests, dnsperf for the DNS benchmark, scapy
+# for the hostile-packet tests). Harmless
 # elsewhere.
 deps:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -31,6 +32,7 @@ deps:
 		command -v busybox >/dev/null || missing="$$missing busybox"; \
 		command -v dig    >/dev/null || missing="$$missing dnsutils"; \
 		command -v dnsperf >/dev/null || missing="$$missing dnsperf"; \
+		/usr/bin/python3 -c 'import scapy' 2>/dev/null || missing="$$missing python3-scapy"; \
 		if [ -n "$$missing" ]; then \
 			(apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 		fi; \
