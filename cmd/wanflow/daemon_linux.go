@@ -79,17 +79,26 @@ func runDaemon(path string, cfg *config.Config, log *slog.Logger) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	sd := newNotifier()
 	err := d.start(ctx)
 	if err == nil {
 		log.Info("wanflow running", "tun", cfg.Dataplane.TUN, "uplinks", len(cfg.Uplinks), "workers", d.engine.Workers(),
 			"control", cfg.Control.Socket)
+		sd.send("READY=1\nSTATUS=routing")
+		wctx, wstop := context.WithCancel(ctx)
+		defer wstop()
+		// The watchdog is fed only while every worker answers between two
+		// batches: a hung packet path gets the daemon restarted.
+		go sd.routineWatchdog(wctx, watchdogInterval(), func() bool { d.engine.FlowsPerUplink(); return true })
 	loop:
 		for {
 			select {
 			case <-ctx.Done():
 				break loop
 			case <-hup:
+				sd.send("RELOADING=1")
 				r, err := d.Reload()
+				sd.send("READY=1")
 				if err != nil {
 					log.Error("SIGHUP: reload", "err", err)
 				} else {
@@ -98,6 +107,7 @@ func runDaemon(path string, cfg *config.Config, log *slog.Logger) error {
 			}
 		}
 		log.Info("wanflow stopping")
+		sd.send("STOPPING=1")
 	}
 	if serr := d.stop(); serr != nil {
 		err = errors.Join(err, serr)
