@@ -183,7 +183,7 @@ func FlowMemory(ctx context.Context, bin string, o MemoryOptions, w io.Writer) (
 	defer g.close()
 	g.w = w
 
-	extra := fmt.Sprintf("dataplane:\n  flows:\n    capacity: %d\n    timeouts:\n      udp: 2h\n", res.Capacity)
+	extra := fmt.Sprintf("dataplane:\n  flows:\n    capacity: %d\n    per_host: 0\n    timeouts:\n      udp: 2h\n", res.Capacity) // one host makes them all: no per-host limit
 	fmt.Fprintf(w, "  wanflow: starting the scenDaemon (capacity %d flows)\n", res.Capacity)
 	started := time.Now()
 	d, err := startScenDaemon(ctx, l, bin, scenDaemonOptions{Extra: extra, Env: []string{"GODEBUG=gctrace=1"}})

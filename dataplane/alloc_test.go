@@ -41,16 +41,32 @@ type hotPath struct {
 	up *sinkUplink
 }
 
-func newHotPath(tb testing.TB) *hotPath {
+// newHotPath runs with the hardening checks on: LAN prefixes (the host's
+// in the last of three) and a per-host flow limit that the benchmarks'
+// single host stays under.
+func newHotPath(tb testing.TB) *hotPath { return newHotPathWith(tb, nil) }
+
+// newHotPathWith is newHotPath with its Config changed by mod (when not
+// nil) before New.
+func newHotPathWith(tb testing.TB, mod func(*Config)) *hotPath {
 	tb.Helper()
 	h := &hotPath{up: &sinkUplink{}}
-	e, err := New(Config{
+	cfg := Config{
 		TUN:        &sinkTUN{},
 		OpenUplink: func(Uplink, flowtable.PortRange) (UplinkIO, error) { return h.up, nil },
 		Workers:    1,
-		Flows:      flowtable.Config{Capacity: 1 << 16, Ports: natPorts, Timeouts: flowtable.DefaultTimeouts()},
+		Flows:      flowtable.Config{Capacity: 1 << 16, Ports: natPorts, Timeouts: flowtable.DefaultTimeouts(), MaxFlowsPerHost: 1 << 16},
 		RouterAddr: netip.AddrFrom4(routerIP),
-	})
+		LANPrefixes: []netip.Prefix{
+			netip.MustParsePrefix("192.168.0.0/16"),
+			netip.MustParsePrefix("172.16.0.0/12"),
+			netip.MustParsePrefix("10.77.0.0/24"),
+		},
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	e, err := New(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -132,6 +148,62 @@ func TestSuperPacketZeroAllocs(t *testing.T) {
 	}
 	if got := h.w.count.get(InGSOFrames); got < 200 {
 		t.Errorf("%d super-packets written whole to the LAN, want ≥ 200", got)
+	}
+}
+
+// TestDropPathsZeroAllocs: the hardening paths allocate nothing per
+// packet: a spoofed source, a bad destination, a host over its flow limit
+// (answered with ICMP), and new flows placed by the NAT-port fallback once
+// the worker has built its fallback policy.
+func TestDropPathsZeroAllocs(t *testing.T) {
+	h := newHotPathWith(t, func(c *Config) {
+		c.Flows.MaxFlowsPerHost = 1
+		c.Flows.Ports = flowtable.PortRange{Lo: 20000, Hi: 20001}
+	})
+	// Two uplinks: a (tier 1) and b (tier 2).
+	pol, err := policy.New([]policy.Uplink{{Name: "a", Tier: 1, Weight: 1, Available: true}, {Name: "b", Tier: 2, Weight: 1, Available: true}}, policy.AffinityFlow, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.e.Update([]Uplink{
+		{Index: 0, Name: "a", Ifindex: 1, Addr: netip.AddrFrom4(upAddr[0]), MTU: 1500, Available: true},
+		{Index: 1, Name: "b", Ifindex: 2, Addr: netip.AddrFrom4(upAddr[1]), MTU: 1500, Available: true},
+	}, pol); err != nil {
+		t.Fatal(err)
+	}
+	hostN := func(n byte) [4]byte { return [4]byte{10, 77, 0, n} }
+	// Hosts 20 and 21 take uplink a's two UDP ports.
+	h.run(pt.UDP(pt.IP{Src: hostN(20), Dst: server}, 40000, 53, nil), -1)
+	h.run(pt.UDP(pt.IP{Src: hostN(21), Dst: server}, 40000, 53, nil), -1)
+	spoofed := pt.UDP(pt.IP{Src: [4]byte{198, 51, 100, 1}, Dst: server}, 40000, 53, nil)
+	bcast := pt.UDP(pt.IP{Src: lanHost, Dst: [4]byte{255, 255, 255, 255}}, 40000, 53, nil)
+	overLimit := pt.UDP(pt.IP{Src: hostN(20), Dst: server}, 40001, 53, nil)
+	fallback := pt.UDP(pt.IP{Src: hostN(22), Dst: server}, 40000, 53, nil)
+	fk := flowtable.Key{Src: hostN(22), Dst: server, SrcPort: 40000, DstPort: 53, Proto: flowtable.ProtoUDP}
+	tests := []struct {
+		name string
+		fn   func()
+		c    Counter
+	}{
+		{"spoofed source", func() { h.run(spoofed, -1) }, OutDropSpoofed},
+		{"broadcast destination", func() { h.run(bcast, -1) }, OutDropBadDestination},
+		{"host limit", func() { h.run(overLimit, -1) }, OutDropHostLimit},
+		{"ports exhausted fallback", func() {
+			h.run(fallback, -1)
+			h.w.ft.Remove(h.w.ft.Lookup(fk))
+		}, OutPortsExhaustedFallback},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.fn()
+			before := h.w.count.get(tt.c)
+			if a := testing.AllocsPerRun(1000, tt.fn); a != 0 {
+				t.Errorf("%v allocs per packet, want 0", a)
+			}
+			if got := h.w.count.get(tt.c) - before; got < 1000 {
+				t.Errorf("%v counted %d times, want ≥ 1000", tt.c, got)
+			}
+		})
 	}
 }
 

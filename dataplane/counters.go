@@ -7,6 +7,23 @@ import "sync/atomic"
 type Counter int
 
 // The dataplane's counters. "out" is LAN → internet, "in" internet → LAN.
+//
+// Hardening counters (all "out", counted by the worker before any flow
+// lookup, so no ICMP error or flow is ever made for such a packet):
+//   - OutDropBadSource: a source that is never a host's (0.0.0.0/8,
+//     127.0.0.0/8, 224.0.0.0/4 multicast, 240.0.0.0/4 including
+//     255.255.255.255; RFC 1812 §5.3.7, RFC 6890).
+//   - OutDropBadDestination: a destination of those ranges (multicast,
+//     broadcast, 0.0.0.0/8, loopback, class E), which no uplink forwards.
+//   - OutDropSpoofed: a source outside Config.LANPrefixes (when set), or
+//     the router's own LAN address (Config.RouterAddr) (RFC 2827 ingress
+//     filtering).
+//   - OutDropHostLimit: a new flow of a LAN host at its flow limit
+//     (flowtable.ErrHostLimit); the host gets ICMP administratively
+//     prohibited.
+//   - OutPortsExhaustedFallback: a new flow whose chosen uplink had no free
+//     NAT port in this worker's partition, placed on the policy's next
+//     choice instead (OutDropPortsExhausted when no uplink had one).
 const (
 	OutPackets Counter = iota
 	OutBytes
@@ -16,6 +33,11 @@ const (
 	OutDropNoUplink
 	OutDropPortsExhausted
 	OutDropTableFull
+	OutDropBadSource
+	OutDropBadDestination
+	OutDropSpoofed
+	OutDropHostLimit
+	OutPortsExhaustedFallback
 	OutDropQueueFull
 	OutDropNoBuffer
 	OutDropSendError
@@ -53,44 +75,49 @@ const (
 const NumCounters = int(numCounters)
 
 var counterNames = [numCounters]string{
-	OutPackets:             "dataplane_out_packets",
-	OutBytes:               "dataplane_out_bytes",
-	OutFlowsCreated:        "dataplane_out_flows_created",
-	OutDropInvalid:         "dataplane_out_drop_invalid",
-	OutDropUnsupported:     "dataplane_out_drop_unsupported_protocol",
-	OutDropNoUplink:        "dataplane_out_drop_no_uplink",
-	OutDropPortsExhausted:  "dataplane_out_drop_ports_exhausted",
-	OutDropTableFull:       "dataplane_out_drop_table_full",
-	OutDropQueueFull:       "dataplane_out_drop_queue_full",
-	OutDropNoBuffer:        "dataplane_out_drop_no_buffer",
-	OutDropSendError:       "dataplane_out_drop_send_error",
-	OutDropNoFlowICMPError: "dataplane_out_drop_icmp_error_no_flow",
-	OutICMPFragNeeded:      "dataplane_out_icmp_frag_needed",
-	OutICMPTimeExceeded:    "dataplane_out_icmp_time_exceeded",
-	OutICMPUnreachable:     "dataplane_out_icmp_unreachable",
-	OutFragmented:          "dataplane_out_fragmented",
-	OutReassembled:         "dataplane_out_reassembled",
-	OutMSSClamped:          "dataplane_out_mss_clamped",
-	OutResetStale:          "dataplane_out_reset_stale_flow",
-	OutResetNoFlow:         "dataplane_out_reset_no_flow",
-	OutResetFailed:         "dataplane_out_reset_uplink_failed",
-	OutRepinned:            "dataplane_out_repinned",
-	OutReadError:           "dataplane_out_read_errors",
-	OutGSOFrames:           "dataplane_out_gso_frames",
-	OutGSOSplit:            "dataplane_out_gso_split",
-	InGSOFrames:            "dataplane_in_gso_frames",
-	InPackets:              "dataplane_in_packets",
-	InBytes:                "dataplane_in_bytes",
-	InDropInvalid:          "dataplane_in_drop_invalid",
-	InDropNoFlow:           "dataplane_in_drop_no_flow",
-	InDropQueueFull:        "dataplane_in_drop_queue_full",
-	InDropNoBuffer:         "dataplane_in_drop_no_buffer",
-	InDropWriteError:       "dataplane_in_drop_write_error",
-	InDropGSO:              "dataplane_in_drop_bad_gso",
-	InGSOSplit:             "dataplane_in_gso_split",
-	InReassembled:          "dataplane_in_reassembled",
-	InICMPErrorTranslated:  "dataplane_in_icmp_error_translated",
-	InMSSClamped:           "dataplane_in_mss_clamped",
+	OutPackets:                "dataplane_out_packets",
+	OutBytes:                  "dataplane_out_bytes",
+	OutFlowsCreated:           "dataplane_out_flows_created",
+	OutDropInvalid:            "dataplane_out_drop_invalid",
+	OutDropUnsupported:        "dataplane_out_drop_unsupported_protocol",
+	OutDropNoUplink:           "dataplane_out_drop_no_uplink",
+	OutDropPortsExhausted:     "dataplane_out_drop_ports_exhausted",
+	OutDropTableFull:          "dataplane_out_drop_table_full",
+	OutDropBadSource:          "dataplane_out_drop_bad_source",
+	OutDropBadDestination:     "dataplane_out_drop_bad_destination",
+	OutDropSpoofed:            "dataplane_out_drop_spoofed_source",
+	OutDropHostLimit:          "dataplane_out_drop_host_limit",
+	OutPortsExhaustedFallback: "dataplane_out_ports_exhausted_fallback",
+	OutDropQueueFull:          "dataplane_out_drop_queue_full",
+	OutDropNoBuffer:           "dataplane_out_drop_no_buffer",
+	OutDropSendError:          "dataplane_out_drop_send_error",
+	OutDropNoFlowICMPError:    "dataplane_out_drop_icmp_error_no_flow",
+	OutICMPFragNeeded:         "dataplane_out_icmp_frag_needed",
+	OutICMPTimeExceeded:       "dataplane_out_icmp_time_exceeded",
+	OutICMPUnreachable:        "dataplane_out_icmp_unreachable",
+	OutFragmented:             "dataplane_out_fragmented",
+	OutReassembled:            "dataplane_out_reassembled",
+	OutMSSClamped:             "dataplane_out_mss_clamped",
+	OutResetStale:             "dataplane_out_reset_stale_flow",
+	OutResetNoFlow:            "dataplane_out_reset_no_flow",
+	OutResetFailed:            "dataplane_out_reset_uplink_failed",
+	OutRepinned:               "dataplane_out_repinned",
+	OutReadError:              "dataplane_out_read_errors",
+	OutGSOFrames:              "dataplane_out_gso_frames",
+	OutGSOSplit:               "dataplane_out_gso_split",
+	InGSOFrames:               "dataplane_in_gso_frames",
+	InPackets:                 "dataplane_in_packets",
+	InBytes:                   "dataplane_in_bytes",
+	InDropInvalid:             "dataplane_in_drop_invalid",
+	InDropNoFlow:              "dataplane_in_drop_no_flow",
+	InDropQueueFull:           "dataplane_in_drop_queue_full",
+	InDropNoBuffer:            "dataplane_in_drop_no_buffer",
+	InDropWriteError:          "dataplane_in_drop_write_error",
+	InDropGSO:                 "dataplane_in_drop_bad_gso",
+	InGSOSplit:                "dataplane_in_gso_split",
+	InReassembled:             "dataplane_in_reassembled",
+	InICMPErrorTranslated:     "dataplane_in_icmp_error_translated",
+	InMSSClamped:              "dataplane_in_mss_clamped",
 }
 
 // String returns the counter's metric-style name.

@@ -67,11 +67,33 @@ type Config struct {
 	TUN        LANIO          // the LAN side; the engine owns it from New on and Close closes it
 	OpenUplink OpenUplinkFunc // opens uplink I/O when an uplink gains an address
 	Workers    int            // flow-table shards and worker goroutines; 0 = GOMAXPROCS
-	Flows      flowtable.Config
+	// Flows configures the flow tables. Capacity and MaxFlowsPerHost are
+	// the engine's: each of the W workers' tables gets ceil(Capacity/W)
+	// flows and a per-host limit of ceil(MaxFlowsPerHost/W). A LAN host's
+	// flows are spread over the workers by the hash of their LAN endpoint
+	// (source address, port, protocol), so a host can hold at most
+	// W·ceil(MaxFlowsPerHost/W) flows, that is between MaxFlowsPerHost and
+	// MaxFlowsPerHost+W-1; it may be refused sooner when its endpoints
+	// hash unevenly — in particular one endpoint (one UDP socket talking
+	// to many peers) lives on one worker and gets at most
+	// ceil(MaxFlowsPerHost/W) flows. Worker, Workers and MaxUplinks are
+	// set by New.
+	Flows flowtable.Config
 	// RouterAddr is the router's LAN address, the source of the ICMP errors
 	// it sends to LAN hosts (RFC 1812 §4.3.2.4: an address of the interface
-	// the offending packet arrived on).
+	// the offending packet arrived on). A LAN packet with RouterAddr as its
+	// source is spoofed and dropped (OutDropSpoofed).
 	RouterAddr netip.Addr
+	// LANPrefixes are the IPv4 prefixes LAN hosts' addresses lie in. When
+	// set, a packet from the LAN whose source is in none of them is
+	// dropped and counted (OutDropSpoofed) before any flow or ICMP error is
+	// made for it: RFC 2827 ingress filtering, so a LAN host cannot have
+	// the router NAT packets with a forged source (whose replies would go
+	// to another host) nor make it answer such a source. Empty: no prefix
+	// check. Never-valid sources and destinations (OutDropBadSource,
+	// OutDropBadDestination) are dropped either way. Checked linearly per
+	// packet: meant for a handful of prefixes.
+	LANPrefixes []netip.Prefix
 	// MaxUplinks bounds uplink indexes (default 32).
 	MaxUplinks int
 	// Buffers bounds the packet buffers in flight (default 4096).
@@ -96,6 +118,12 @@ type Engine struct {
 
 	rdCount counters // the TUN reader's counters
 	rxCount []counters
+
+	lan    []prefix4 // Config.LANPrefixes; empty: no check
+	router uint32    // Config.RouterAddr
+	// exhausted counts, per uplink index, new flows that found no free NAT
+	// port on that uplink since routineReport last looked.
+	exhausted []atomic.Uint64
 
 	mu      sync.Mutex // guards ports, started, closed; serialises Update
 	ports   map[int]*uplinkPort
@@ -205,14 +233,25 @@ func New(cfg Config) (*Engine, error) {
 	if !cfg.RouterAddr.Is4() {
 		return nil, fmt.Errorf("dataplane: router LAN address %v is not IPv4", cfg.RouterAddr)
 	}
+	lan, err := compilePrefixes(cfg.LANPrefixes)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Flows.MaxFlowsPerHost < 0 {
+		return nil, fmt.Errorf("dataplane: max flows per host %d is negative", cfg.Flows.MaxFlowsPerHost)
+	}
+	router := cfg.RouterAddr.As4()
 	e := &Engine{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		tunDev:  cfg.TUN,
-		bufs:    newBufPool(cfg.Buffers),
-		batches: newBatchPool(cfg.Workers*cfg.QueueLen + 4*(cfg.MaxUplinks+1)),
-		ports:   make(map[int]*uplinkPort),
-		rxCount: make([]counters, cfg.MaxUplinks),
+		cfg:       cfg,
+		log:       cfg.Logger,
+		tunDev:    cfg.TUN,
+		bufs:      newBufPool(cfg.Buffers),
+		batches:   newBatchPool(cfg.Workers*cfg.QueueLen + 4*(cfg.MaxUplinks+1)),
+		ports:     make(map[int]*uplinkPort),
+		rxCount:   make([]counters, cfg.MaxUplinks),
+		lan:       lan,
+		router:    be32(router),
+		exhausted: make([]atomic.Uint64, cfg.MaxUplinks),
 	}
 	capacity := cfg.Flows.Capacity
 	for i := 0; i < cfg.Workers; i++ {
@@ -220,6 +259,7 @@ func New(cfg Config) (*Engine, error) {
 		fc.Worker, fc.Workers = i, cfg.Workers
 		fc.MaxUplinks = cfg.MaxUplinks
 		fc.Capacity = (capacity + cfg.Workers - 1) / cfg.Workers
+		fc.MaxFlowsPerHost = (cfg.Flows.MaxFlowsPerHost + cfg.Workers - 1) / cfg.Workers
 		ft, err := flowtable.New(fc)
 		if err != nil {
 			return nil, fmt.Errorf("dataplane: flow table: %w", err)
@@ -251,6 +291,8 @@ func (e *Engine) Start() {
 	}
 	e.wg.Add(1)
 	go e.routineTUNRead(e.ctx)
+	e.wg.Add(1)
+	go e.routineReport(e.ctx)
 	for _, p := range e.ports {
 		e.startRx(p)
 	}

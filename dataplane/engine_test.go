@@ -33,8 +33,15 @@ type testEngine struct {
 
 func newTestEngine(t *testing.T, workers int) *testEngine {
 	t.Helper()
+	return newTestEngineWith(t, workers, nil)
+}
+
+// newTestEngineWith is newTestEngine with its Config changed by mod (when
+// not nil) before New.
+func newTestEngineWith(t *testing.T, workers int, mod func(*Config)) *testEngine {
+	t.Helper()
 	te := &testEngine{tun: dptest.NewTUN(), up: make(map[int]*dptest.Uplink)}
-	e, err := New(Config{
+	cfg := Config{
 		TUN: te.tun,
 		OpenUplink: func(u Uplink, ports flowtable.PortRange) (UplinkIO, error) {
 			f := dptest.NewUplink()
@@ -44,7 +51,11 @@ func newTestEngine(t *testing.T, workers int) *testEngine {
 		Workers:    workers,
 		Flows:      flowtable.Config{Capacity: 1 << 14, Ports: natPorts, Timeouts: flowtable.DefaultTimeouts()},
 		RouterAddr: netip.AddrFrom4(routerIP),
-	})
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	e, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -159,7 +159,10 @@ func (w *worker) resetFlow(ent *flowtable.Entry) bool {
 // another uplink than its own — the preempt of a failback: a preferred
 // uplink came back, and flows that had moved away from it are moved back
 // (tcp to TCP flows, other to the rest). Flows whose choice is unchanged
-// are not touched.
+// are not touched, nor are flows the NAT-port fallback placed
+// (DecisionPortsFallback): they left their first choice for lack of ports,
+// not because it failed, and moving them back would only find it short of
+// ports again (or, with ActionReset, break their connections for nothing).
 func (e *Engine) Rebalance(tcp, other Action) SweepResult {
 	var total SweepResult
 	for _, w := range e.workers {
@@ -181,6 +184,9 @@ func (w *worker) rebalance(tcp, other Action) SweepResult {
 		return r
 	}
 	w.ft.Range(func(ent *flowtable.Entry) bool {
+		if DecisionPortsFallback(ent.Decision) {
+			return true
+		}
 		k := ent.Key
 		d := s.policy.Choose(policy.Flow{Proto: k.Proto, Src: k.Src, Dst: k.Dst, SrcPort: k.SrcPort, DstPort: k.DstPort})
 		if d.Uplink < 0 || d.Uplink == int(ent.Uplink) {

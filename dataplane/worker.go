@@ -34,6 +34,10 @@ type worker struct {
 	ssize [64]int
 	frag  [64][]byte // fragment buffers
 	fsize [64]int
+
+	// policies with uplinks masked out, for the NAT-port fallback
+	fallback     [4]fallbackPolicy
+	fallbackNext int
 }
 
 func newWorker(e *Engine, id int, ft *flowtable.Table) *worker {
@@ -243,9 +247,10 @@ func encodeDecision(d policy.Decision) uint32 {
 }
 
 // DecodeDecision unpacks flowtable.Entry.Decision as recorded by the
-// dataplane.
+// dataplane: the policy decision that placed the flow (see also
+// DecisionPortsFallback).
 func DecodeDecision(v uint32) (reason policy.Reason, tier int, rule int) {
-	return policy.Reason(v & 0xff), int(v >> 8 & 0xff), int(v>>16&0xffff) - 1
+	return policy.Reason(v & 0x7f), int(v >> 8 & 0xff), int(v>>16&0xffff) - 1
 }
 
 // outbound handles one packet from the LAN (read from the TUN device).
@@ -253,6 +258,12 @@ func (w *worker) outbound(s *snapshot, buf []byte, n int, now int64) {
 	pkt := buf[headroom : headroom+n]
 	var p packet.Parsed
 	p.Decode(pkt)
+	if p.Kind != packet.KindInvalid {
+		if c, ok := w.e.checkOut(&p); !ok {
+			w.drop(buf, c)
+			return
+		}
+	}
 	switch p.Kind {
 	case packet.KindTCP, packet.KindUDP:
 	case packet.KindICMPEcho:
@@ -309,22 +320,38 @@ func (w *worker) outbound(s *snapshot, buf []byte, n int, now int64) {
 			w.replyICMP(buf, pkt, icmpUnreachable, icmpNetUnreachable, 0, OutDropNoUplink)
 			return
 		}
-		d := s.policy.Choose(policy.Flow{Proto: p.Proto, Src: p.Src, Dst: p.Dst, SrcPort: key.SrcPort, DstPort: key.DstPort})
+		f := policy.Flow{Proto: p.Proto, Src: p.Src, Dst: p.Dst, SrcPort: key.SrcPort, DstPort: key.DstPort}
+		d := s.policy.Choose(f)
 		if d.Uplink < 0 || d.Uplink >= len(s.uplinks) || s.uplinks[d.Uplink].port == nil {
 			w.replyICMP(buf, pkt, icmpUnreachable, icmpNetUnreachable, 0, OutDropNoUplink)
 			return
 		}
 		var err error
 		ent, err = w.ft.Create(key, uint8(d.Uplink), s.uplinks[d.Uplink].addr4, now)
+		fallback := false
+		if err == flowtable.ErrPortsExhausted {
+			ent, d, err = w.createFallback(s, &f, key, d, now)
+			fallback = err == nil
+		}
 		if err != nil {
-			if err == flowtable.ErrPortsExhausted {
+			switch err {
+			case flowtable.ErrPortsExhausted:
 				w.drop(buf, OutDropPortsExhausted)
-			} else {
+			case flowtable.ErrHostLimit:
+				// The host learns at once (a TCP connect fails with
+				// EHOSTUNREACH instead of retrying its SYN for a minute),
+				// and the error says why: a policy, not a dead route.
+				w.replyICMP(buf, pkt, icmpUnreachable, icmpAdminProhibited, 0, OutDropHostLimit)
+			default:
 				w.drop(buf, OutDropTableFull)
 			}
 			return
 		}
 		ent.Decision = encodeDecision(d)
+		if fallback {
+			ent.Decision |= decisionPortsFallback
+			w.count.inc(OutPortsExhaustedFallback)
+		}
 		w.count.inc(OutFlowsCreated)
 	}
 	up := &s.uplinks[ent.Uplink]

@@ -36,6 +36,8 @@
 //
 // Lookup, LookupReply, Touch, Remove and Expire never allocate; Create does
 // not allocate once the arena chunks, indexes and port pools it needs exist.
+// With a per-host limit, New also allocates the per-host counts (8 bytes
+// times 4/3 to 8/3 of Capacity).
 //
 // # NAT
 //
@@ -64,6 +66,21 @@
 //   - ICMP echo: 60 s (RFC 5508 REQ-1)
 //   - UDP: 5 min (RFC 4787 REQ-5: at least 2 min, 5 min recommended)
 //   - TCP established: 2 h 4 min (RFC 5382 REQ-5)
+//
+// # Per-host limit
+//
+// With Config.MaxFlowsPerHost > 0 the table counts the flows of each LAN
+// host (Key.Src), and Create fails with [ErrHostLimit] (counted in
+// Stats.HostLimited) for a host that has that many already — before it
+// takes a NAT port or evicts anything, so one host cannot push other hosts'
+// flows out of a full table. Every way a flow ends (Remove, Expire,
+// eviction) gives its host room again; Repin does not change the count
+// (the host is the same). The counts are an open-addressing table of
+// 8-byte slots (address, count) allocated once by New, sized from Capacity
+// (at most 3/4 full even with one host per flow) and never grown, with
+// backward-shift deletion; counting never allocates. [Table.HostLen] reads a
+// host's count. The limit is per Table: a dataplane with W workers gives
+// each table its share.
 //
 // # Eviction
 //

@@ -9,11 +9,13 @@ import (
 // checks after every operation that nothing panicked and every invariant
 // holds: Len <= Capacity, every flow findable by Lookup and LookupReply,
 // NAT ports unique per (uplink, proto) and inside this worker's partition,
-// mapping refcounts, pool bitmaps and timeout lists consistent.
+// mapping refcounts, pool bitmaps and timeout lists consistent, per-host
+// flow counts exact and within MaxFlowsPerHost.
 func FuzzTable(f *testing.F) {
 	f.Add([]byte{7, 1, 0, 10, 20, 1, 0, 1, 2, 3, 2, 0, 0, 0, 4, 5, 6, 7})
 	f.Add([]byte{3, 3, 2, 0, 5, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 9, 9, 9, 9, 9, 5, 255, 255, 255, 255, 255})
 	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 16, 1, 2, 3, 4, 5, 32, 1, 2, 3, 4, 5, 48, 1, 2, 3, 4, 5, 64, 1, 2, 3, 4, 5})
+	f.Add([]byte{9, 0, 0, 0, 30, 8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 2, 0, 0, 1, 0, 0, 3, 0, 0, 0, 0, 0, 4, 0, 0, 4, 0, 0, 1, 0, 0, 5, 0, 3, 0, 200, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) < 6 {
 			return
@@ -26,7 +28,9 @@ func FuzzTable(f *testing.F) {
 			Worker:     int(data[2]) % workers,
 			Ports:      PortRange{lo, lo + uint16(workers) + uint16(data[4]%40)},
 			MaxUplinks: 1 + int(data[5]%3),
-			Timeouts:   Timeouts{UDP: 50, TCPEstablished: 200, TCPTransitory: 30, ICMP: 20, TCPClosed: 10},
+			// 0 (no limit) to 4 flows per host, hosts being a%4 below
+			MaxFlowsPerHost: int(data[5]/4) % 5,
+			Timeouts:        Timeouts{UDP: 50, TCPEstablished: 200, TCPTransitory: 30, ICMP: 20, TCPClosed: 10},
 		}
 		tab, err := New(cfg)
 		if err != nil {
@@ -63,6 +67,10 @@ func FuzzTable(f *testing.F) {
 				case errors.Is(err, ErrExists):
 					if tab.Lookup(k) == nil {
 						t.Fatalf("ErrExists for absent %+v", k)
+					}
+				case errors.Is(err, ErrHostLimit):
+					if cfg.MaxFlowsPerHost == 0 || tab.HostLen(k.Src) < cfg.MaxFlowsPerHost {
+						t.Fatalf("ErrHostLimit for %+v: host has %d flows, limit %d", k, tab.HostLen(k.Src), cfg.MaxFlowsPerHost)
 					}
 				case errors.Is(err, ErrProto), errors.Is(err, ErrUplink), errors.Is(err, ErrPortsExhausted):
 				default:

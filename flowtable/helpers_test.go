@@ -84,6 +84,7 @@ func checkInvariants(tb testing.TB, tab *Table) {
 	refs := map[int32]int32{}
 	count := 0
 	perUp := make([]int, cfg.MaxUplinks)
+	perHost := map[[4]byte]int{}
 	defer func() {
 		for i, n := range perUp {
 			if got := tab.UplinkLen(i); got != n {
@@ -93,6 +94,7 @@ func checkInvariants(tb testing.TB, tab *Table) {
 	}()
 	tab.Range(func(e *Entry) bool {
 		count++
+		perHost[e.Key.Src]++
 		if int(e.Uplink) < len(perUp) {
 			perUp[e.Uplink]++
 		}
@@ -124,6 +126,7 @@ func checkInvariants(tb testing.TB, tab *Table) {
 	if count != tab.n {
 		tb.Fatalf("Range visited %d, Len %d", count, tab.n)
 	}
+	checkHostCounts(tb, tab, perHost)
 	if len(refs) != tab.mappings || tab.mapIdx.n != tab.mappings {
 		tb.Fatalf("mappings: %d referenced, %d counted, %d indexed", len(refs), tab.mappings, tab.mapIdx.n)
 	}
@@ -207,5 +210,53 @@ func checkInvariants(tb testing.TB, tab *Table) {
 	}
 	if free+tab.n != int(tab.hw) {
 		tb.Fatalf("free %d + live %d != high water %d", free, tab.n, tab.hw)
+	}
+}
+
+// checkHostCounts verifies the per-host flow counts against perHost, the
+// flows per LAN host found by Range: each host's count is exact and within
+// MaxFlowsPerHost, every counted host is found from its home slot, and no
+// host without flows is counted.
+func checkHostCounts(tb testing.TB, tab *Table, perHost map[[4]byte]int) {
+	tb.Helper()
+	if tab.hostMax == 0 {
+		if tab.hosts.slots != nil || tab.hosts.n != 0 {
+			tb.Fatalf("host counts kept without a per-host limit")
+		}
+		for h := range perHost {
+			if got := tab.HostLen(h); got != 0 {
+				tb.Fatalf("HostLen(%v) = %d without a limit, want 0", h, got)
+			}
+		}
+		return
+	}
+	for h, n := range perHost {
+		if n > tab.hostMax {
+			tb.Fatalf("host %v has %d flows, limit %d", h, n, tab.hostMax)
+		}
+		if got := tab.HostLen(h); got != n {
+			tb.Fatalf("HostLen(%v) = %d, want %d", h, got, n)
+		}
+	}
+	used := 0
+	for p, s := range tab.hosts.slots {
+		if s == 0 {
+			continue
+		}
+		used++
+		a := uint32(s >> 32)
+		h := [4]byte{byte(a >> 24), byte(a >> 16), byte(a >> 8), byte(a)}
+		if perHost[h] == 0 {
+			tb.Fatalf("host %v counted %d with no flow", h, uint32(s))
+		}
+		if q, ok := tab.hostFind(a); !ok || q != uint32(p) {
+			tb.Fatalf("host %v in slot %d not found from its home (got %d, %v)", h, p, q, ok)
+		}
+	}
+	if used != len(perHost) || tab.hosts.n != used {
+		tb.Fatalf("host counts: %d slots used, n %d, want %d hosts", used, tab.hosts.n, len(perHost))
+	}
+	if tab.hosts.n*4 > len(tab.hosts.slots)*3 {
+		tb.Fatalf("host counts %d of %d slots: over 3/4 full", tab.hosts.n, len(tab.hosts.slots))
 	}
 }

@@ -60,6 +60,10 @@ type Table struct {
 	mapIdx    index
 	pools     []pool // [uplink*numProtoClasses + protoClass]
 
+	// flows per LAN host, kept only when hostMax > 0
+	hostMax int
+	hosts   hostCounts
+
 	ports   PortRange
 	first   int // lowest port of this worker's partition
 	span    int // number of ports in the partition
@@ -71,7 +75,9 @@ type Table struct {
 
 // New returns an empty Table for cfg, after validating it (errors wrap
 // ErrInvalidConfig). It allocates little: entries are allocated in chunks
-// as flows arrive.
+// as flows arrive. With Config.MaxFlowsPerHost set it also allocates the
+// per-host counts at once: 8 bytes per slot, between 4/3 and 8/3 slots per
+// flow of Capacity.
 func New(cfg Config) (*Table, error) {
 	if cfg.Capacity < 1 || cfg.Capacity > MaxCapacity {
 		return nil, fmt.Errorf("%w: capacity %d not in [1, %d]", ErrInvalidConfig, cfg.Capacity, MaxCapacity)
@@ -84,6 +90,9 @@ func New(cfg Config) (*Table, error) {
 	}
 	if cfg.MaxUplinks < 1 || cfg.MaxUplinks > 256 {
 		return nil, fmt.Errorf("%w: max uplinks %d not in [1, 256]", ErrInvalidConfig, cfg.MaxUplinks)
+	}
+	if cfg.MaxFlowsPerHost < 0 {
+		return nil, fmt.Errorf("%w: max flows per host %d is negative", ErrInvalidConfig, cfg.MaxFlowsPerHost)
 	}
 	if cfg.Ports == (PortRange{}) {
 		cfg.Ports = DefaultPorts()
@@ -129,6 +138,10 @@ func New(cfg Config) (*Table, error) {
 		span:    (hi-first)/w + 1,
 		worker:  cfg.Worker,
 		workers: w,
+		hostMax: cfg.MaxFlowsPerHost,
+	}
+	if t.hostMax > 0 {
+		t.hosts = newHostCounts(cfg.Capacity)
 	}
 	t.timeout[classClosed] = int64(cfg.Timeouts.TCPClosed)
 	t.timeout[classTransitory] = int64(cfg.Timeouts.TCPTransitory)
@@ -225,8 +238,9 @@ func (t *Table) LookupReply(rk ReplyKey) *Entry {
 //
 // When the table is full, Create first evicts one flow (see the package
 // doc). Errors: ErrProto, ErrUplink, ErrExists (k is already in the table),
-// ErrPortsExhausted, ErrFull. Create does not allocate once the arena
-// chunks, indexes and port pools it needs exist.
+// ErrHostLimit (k.Src has Config.MaxFlowsPerHost flows already; nothing is
+// evicted for it), ErrPortsExhausted, ErrFull. Create does not allocate
+// once the arena chunks, indexes and port pools it needs exist.
 func (t *Table) Create(k Key, uplink uint8, natAddr [4]byte, now int64) (*Entry, error) {
 	pc := protoClass(k.Proto)
 	if pc < 0 {
@@ -237,6 +251,18 @@ func (t *Table) Create(k Key, uplink uint8, natAddr [4]byte, now int64) (*Entry,
 	}
 	if t.Lookup(k) != nil {
 		return nil, ErrExists
+	}
+	// The host's count slot (or the empty slot where it goes), found once;
+	// found again only if an eviction below moved it.
+	var host, hslot uint32
+	var hfound bool
+	if t.hostMax > 0 {
+		host = be32(k.Src)
+		hslot, hfound = t.hostFind(host)
+		if hfound && int(uint32(t.hosts.slots[hslot])) >= t.hostMax {
+			t.stats.HostLimited++
+			return nil, ErrHostLimit
+		}
 	}
 	// Take the mapping reference before evicting, so that eviction cannot
 	// release the mapping this flow is about to share.
@@ -255,10 +281,15 @@ func (t *Table) Create(k Key, uplink uint8, natAddr [4]byte, now int64) (*Entry,
 		t.release(mi)
 		return nil, ErrExists
 	}
-	if t.n >= t.cfg.Capacity && !t.evictOne() {
-		t.release(mi)
-		t.stats.Full++
-		return nil, ErrFull
+	if t.n >= t.cfg.Capacity {
+		if !t.evictOne() {
+			t.release(mi)
+			t.stats.Full++
+			return nil, ErrFull
+		}
+		if t.hostMax > 0 {
+			hslot, hfound = t.hostFind(host)
+		}
 	}
 	idx := t.allocEntry()
 	if idx < 0 {
@@ -287,6 +318,14 @@ func (t *Table) Create(k Key, uplink uint8, natAddr [4]byte, now int64) (*Entry,
 	t.pushHead(e)
 	t.n++
 	t.perUp[uplink]++
+	if t.hostMax > 0 {
+		if hfound {
+			t.hosts.slots[hslot]++
+		} else {
+			t.hosts.slots[hslot] = uint64(host)<<32 | 1
+			t.hosts.n++
+		}
+	}
 	t.stats.Created++
 	return e, nil
 }
@@ -350,6 +389,9 @@ func (t *Table) remove(e *Entry) {
 	t.rev.remove(t.hash.reply(&rk), e.idx)
 	t.release(e.mapping)
 	t.perUp[e.Uplink]--
+	if t.hostMax > 0 {
+		t.hostDec(be32(e.Key.Src))
+	}
 	*e = Entry{idx: e.idx, class: classFree, prev: -1, next: t.free, mapping: -1}
 	t.free = e.idx
 	t.n--

@@ -55,6 +55,10 @@ var (
 	ErrUplink = errors.New("flowtable: uplink index out of range")
 	// ErrNoEntry means the entry is not a live flow of this table.
 	ErrNoEntry = errors.New("flowtable: entry not in table")
+	// ErrHostLimit means the flow's LAN host (Key.Src) already has
+	// Config.MaxFlowsPerHost flows in this table. Counted in
+	// Stats.HostLimited.
+	ErrHostLimit = errors.New("flowtable: per-host flow limit reached")
 )
 
 // Key is the LAN-side 5-tuple of a flow, as seen on packets from the LAN host
@@ -199,6 +203,14 @@ type Config struct {
 	Workers int
 	// MaxUplinks bounds the uplink indexes (0..MaxUplinks-1), 1..256.
 	MaxUplinks int
+	// MaxFlowsPerHost bounds the flows of one LAN host (Key.Src) in this
+	// table, so one host (a compromised or misbehaving machine opening
+	// connections in a loop) cannot take the table from the others: Create
+	// fails with ErrHostLimit instead of evicting their flows. 0 means no
+	// limit (and no per-host counting); it must not be negative. The
+	// limit is per Table: the dataplane gives each of its W tables a share
+	// of its own limit (see dataplane.Config.Flows).
+	MaxFlowsPerHost int
 }
 
 // Entry is one flow. Fields other than Decision are owned by the Table and
@@ -279,4 +291,6 @@ type Stats struct {
 	Full uint64
 	// PortsPreserved counts NAT mappings that kept the LAN source port.
 	PortsPreserved uint64
+	// HostLimited counts Create calls that failed with ErrHostLimit.
+	HostLimited uint64
 }

@@ -159,8 +159,9 @@ func (d *daemon) start(ctx context.Context) error {
 	}
 
 	fc := flowtable.Config{
-		Capacity: cfg.Dataplane.Flows.Capacity,
-		Ports:    d.ports,
+		Capacity:        cfg.Dataplane.Flows.Capacity,
+		MaxFlowsPerHost: min(cfg.Dataplane.Flows.PerHost, cfg.Dataplane.Flows.Capacity),
+		Ports:           d.ports,
 		Timeouts: flowtable.Timeouts{
 			UDP:            time.Duration(cfg.Dataplane.Flows.Timeouts.UDP),
 			TCPEstablished: time.Duration(cfg.Dataplane.Flows.Timeouts.TCPEstablished),
@@ -179,7 +180,9 @@ func (d *daemon) start(ctx context.Context) error {
 		Workers:    cfg.Dataplane.Workers,
 		Flows:      fc,
 		RouterAddr: routerAddr,
-		Logger:     d.log,
+		// A LAN packet from outside the LAN prefixes is spoofed: dropped.
+		LANPrefixes: lanPrefixes(cfg, lanPrefix),
+		Logger:      d.log,
 	})
 	if err != nil {
 		tunDev.Close()
@@ -705,4 +708,17 @@ func (d *daemon) routineNeighbors(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// lanPrefixes are the LAN's prefixes: lan.prefixes, else the LAN
+// interface's.
+func lanPrefixes(cfg *config.Config, iface netip.Prefix) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range cfg.LAN.Prefixes {
+		out = append(out, p.Prefix)
+	}
+	if len(out) == 0 {
+		out = append(out, iface.Masked())
+	}
+	return out
 }

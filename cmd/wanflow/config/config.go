@@ -415,6 +415,9 @@ type Dataplane struct {
 type Flows struct {
 	// Capacity is the flow table size, default 262144.
 	Capacity int `yaml:"capacity"`
+	// PerHost is the most flows one LAN address may have at once, default
+	// 16384; 0: no limit.
+	PerHost int `yaml:"per_host"`
 	// Timeouts are the idle timeouts per kind of flow.
 	Timeouts Timeouts `yaml:"timeouts"`
 }
@@ -498,6 +501,7 @@ func Default() *Config {
 			NATPorts: PortRange{20000, 32767},
 			Flows: Flows{
 				Capacity: 262144,
+				PerHost:  16384,
 				Timeouts: Timeouts{
 					UDP:            Duration(5 * time.Minute),
 					TCPEstablished: Duration(2*time.Hour + 4*time.Minute),

@@ -279,7 +279,7 @@ func TestPlan(t *testing.T) {
 		"      ip daddr @uplink_addrs udp dport 20000-32767 counter drop\n",
 		"  workers: GOMAXPROCS at start\n",
 		"  NAT ports 20000-32767 (12768 ports)",
-		"  flows: capacity 262144; timeouts udp 5m0s, tcp_established 2h4m0s, tcp_transitory 4m0s, icmp 1m0s\n",
+		"  flows: capacity 262144, at most 16384 per LAN host; timeouts udp 5m0s, tcp_established 2h4m0s, tcp_transitory 4m0s, icmp 1m0s\n",
 		"  affinity flow\n",
 		"  tier 1 (while up): adsl weight 8 (100.0%)\n",
 		"  tier 2 (only while every lower tier is down): 4g weight 6 (100.0%)\n",

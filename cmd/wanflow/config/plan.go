@@ -97,8 +97,12 @@ func (c *Config) Plan() string {
 	}
 	pf("  NAT ports %v (%d ports), kept clear of net.ipv4.ip_local_port_range (checked at start)\n", d.NATPorts, d.NATPorts.Len())
 	t := d.Flows.Timeouts
-	pf("  flows: capacity %d; timeouts udp %v, tcp_established %v, tcp_transitory %v, icmp %v\n",
-		d.Flows.Capacity, t.UDP, t.TCPEstablished, t.TCPTransitory, t.ICMP)
+	perHost := "no per-host limit"
+	if d.Flows.PerHost > 0 {
+		perHost = fmt.Sprintf("at most %d per LAN host", d.Flows.PerHost)
+	}
+	pf("  flows: capacity %d, %s; timeouts udp %v, tcp_established %v, tcp_transitory %v, icmp %v\n",
+		d.Flows.Capacity, perHost, t.UDP, t.TCPEstablished, t.TCPTransitory, t.ICMP)
 
 	pf("\nPolicy\n")
 	pf("  affinity %s\n", c.Balance.Affinity)

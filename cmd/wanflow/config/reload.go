@@ -85,6 +85,7 @@ var (
 		"dataplane.workers",
 		"dataplane.nat_ports",
 		"dataplane.flows.capacity",
+		"dataplane.flows.per_host",
 		"dataplane.flows.timeouts.udp",
 		"dataplane.flows.timeouts.tcp_established",
 		"dataplane.flows.timeouts.tcp_transitory",

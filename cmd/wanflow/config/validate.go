@@ -636,6 +636,7 @@ func (v *validator) validateDataplane() {
 	}
 
 	v.intRange("dataplane.flows.capacity", d.Flows.Capacity, 1024, 1<<26)
+	v.intRange("dataplane.flows.per_host", d.Flows.PerHost, 0, 1<<26)
 	t := &d.Flows.Timeouts
 	for _, x := range []struct {
 		key  string
