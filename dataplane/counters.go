@@ -47,6 +47,10 @@ const (
 	OutICMPUnreachable
 	OutFragmented
 	OutReassembled
+	OutDropFragOverlap // the four fragment drops stay together, in this order
+	OutDropFragTimeout
+	OutDropFragMalformed
+	OutDropFragOther
 	OutMSSClamped
 	OutResetStale
 	OutResetNoFlow
@@ -66,6 +70,10 @@ const (
 	InDropGSO
 	InGSOSplit
 	InReassembled
+	InDropFragOverlap // the four fragment drops stay together, in this order
+	InDropFragTimeout
+	InDropFragMalformed
+	InDropFragOther
 	InICMPErrorTranslated
 	InMSSClamped
 	numCounters
@@ -97,6 +105,10 @@ var counterNames = [numCounters]string{
 	OutICMPUnreachable:        "dataplane_out_icmp_unreachable",
 	OutFragmented:             "dataplane_out_fragmented",
 	OutReassembled:            "dataplane_out_reassembled",
+	OutDropFragOverlap:        "dataplane_out_drop_fragments_overlap",
+	OutDropFragTimeout:        "dataplane_out_drop_fragments_timeout",
+	OutDropFragMalformed:      "dataplane_out_drop_fragments_malformed",
+	OutDropFragOther:          "dataplane_out_drop_fragments_other",
 	OutMSSClamped:             "dataplane_out_mss_clamped",
 	OutResetStale:             "dataplane_out_reset_stale_flow",
 	OutResetNoFlow:            "dataplane_out_reset_no_flow",
@@ -116,6 +128,10 @@ var counterNames = [numCounters]string{
 	InDropGSO:                 "dataplane_in_drop_bad_gso",
 	InGSOSplit:                "dataplane_in_gso_split",
 	InReassembled:             "dataplane_in_reassembled",
+	InDropFragOverlap:         "dataplane_in_drop_fragments_overlap",
+	InDropFragTimeout:         "dataplane_in_drop_fragments_timeout",
+	InDropFragMalformed:       "dataplane_in_drop_fragments_malformed",
+	InDropFragOther:           "dataplane_in_drop_fragments_other",
 	InICMPErrorTranslated:     "dataplane_in_icmp_error_translated",
 	InMSSClamped:              "dataplane_in_mss_clamped",
 }

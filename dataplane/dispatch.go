@@ -25,6 +25,8 @@ type dispatcher struct {
 	nobuf   Counter
 	reasm   *packet.Reassembler
 	reassem Counter
+	frag    Counter                // first of the four fragment-drop counters of its direction
+	fragPub packet.ReassemblyStats // the reassembler's figures last added to the counters
 	badGSO  Counter
 	p       packet.Parsed
 	// scratch for segmenting super-packets the workers cannot take whole
@@ -41,9 +43,9 @@ func (e *Engine) newDispatcher(uplink int, c *counters) *dispatcher {
 		reasm:   packet.NewReassembler(reassemblyDatagrams, 65535, reassemblyTimeout),
 	}
 	if uplink < 0 {
-		d.full, d.nobuf, d.reassem, d.badGSO = OutDropQueueFull, OutDropNoBuffer, OutReassembled, OutDropInvalid
+		d.full, d.nobuf, d.reassem, d.badGSO, d.frag = OutDropQueueFull, OutDropNoBuffer, OutReassembled, OutDropInvalid, OutDropFragOverlap
 	} else {
-		d.full, d.nobuf, d.reassem, d.badGSO = InDropQueueFull, InDropNoBuffer, InReassembled, InDropGSO
+		d.full, d.nobuf, d.reassem, d.badGSO, d.frag = InDropQueueFull, InDropNoBuffer, InReassembled, InDropGSO, InDropFragOverlap
 	}
 	return d
 }
@@ -154,7 +156,25 @@ func (d *dispatcher) add(buf []byte, n int, now int64) {
 }
 
 // flush hands every pending batch to its worker.
+// publishFragDrops adds what the reassembler discarded since the last call
+// to the fragment-drop counters (the reassembler's own figures belong to
+// the dispatcher's goroutine; the counters may be read by anyone).
+func (d *dispatcher) publishFragDrops() {
+	s := d.reasm.Stats()
+	p := &d.fragPub
+	if s.Overlaps == p.Overlaps && s.Timeouts == p.Timeouts && s.Malformed == p.Malformed &&
+		s.TooBig == p.TooBig && s.TooMany == p.TooMany && s.Evicted == p.Evicted {
+		return
+	}
+	d.count.add(d.frag, s.Overlaps-p.Overlaps)
+	d.count.add(d.frag+1, s.Timeouts-p.Timeouts)
+	d.count.add(d.frag+2, s.Malformed-p.Malformed)
+	d.count.add(d.frag+3, (s.TooBig-p.TooBig)+(s.TooMany-p.TooMany)+(s.Evicted-p.Evicted))
+	*p = s
+}
+
 func (d *dispatcher) flush() {
+	d.publishFragDrops()
 	for w, b := range d.pending {
 		if b != nil {
 			d.send(w)
@@ -252,6 +272,7 @@ func (e *Engine) routineTUNRead(ctx context.Context) {
 		d.flush()
 		if now-lastExpire > int64(time.Second) {
 			d.reasm.Expire(now)
+			d.publishFragDrops()
 			lastExpire = now
 		}
 		if err != nil {
@@ -292,6 +313,7 @@ func (e *Engine) routineUplinkRx(ctx context.Context, p *uplinkPort) {
 		d.flush()
 		if now-lastExpire > int64(time.Second) {
 			d.reasm.Expire(now)
+			d.publishFragDrops()
 			lastExpire = now
 		}
 		if err != nil {
