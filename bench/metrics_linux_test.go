@@ -117,7 +117,9 @@ func TestMetrics(t *testing.T) {
 	for _, name := range []string{"wanflow_dataplane_out_packets_total", "wanflow_dataplane_in_packets_total"} {
 		dp += value(after[name]) - value(before[name])
 	}
-	if upPackets != dp {
+	// The dataplane's packet counters also count what the router itself
+	// sends a LAN host (ICMP errors, resets), which no uplink carried.
+	if upPackets > dp || upPackets < dp*0.99 {
 		t.Errorf("wanflow_uplink_packets_total moved by %v, the dataplane's packet counters by %v", upPackets, dp)
 	}
 	if upPackets < 1000 {

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -195,6 +197,8 @@ func (d *daemon) start(ctx context.Context) error {
 		Table:        cfg.Kernel.TableBase,
 		Priority:     cfg.Kernel.RulePriority,
 		Protocol:     cfg.Kernel.RouteProtocol,
+		Fallback:     fallbackTables(cfg),
+		LookupMark:   steer.DefaultLookupMark,
 	})
 	if err := d.steer.Apply(); err != nil {
 		return err
@@ -469,7 +473,10 @@ func (d *daemon) applyViews(views []supervise.View, changes []supervise.Change) 
 		return err
 	}
 	if !equalAddrs(addrs, d.lastAddr) || d.lastAddr == nil {
-		if err := nftguard.Apply(d.nft, nftguard.Config{Table: cfg.Kernel.NFTTable, Ports: [2]uint16{d.ports.Lo, d.ports.Hi}}, addrs); err != nil {
+		nc := nftguard.Config{Table: cfg.Kernel.NFTTable, Ports: [2]uint16{d.ports.Lo, d.ports.Hi},
+			LANPrefixes: lanPrefixes(cfg, d.lanPrefix), Interfaces: uplinkInterfaces(cfg),
+			TUN: cfg.Dataplane.TUN, LookupMark: steer.DefaultLookupMark}
+		if err := nftguard.Apply(d.nft, nc, addrs); err != nil {
 			return err
 		}
 		d.lastAddr = append([]netip.Addr{}, addrs...)
@@ -719,6 +726,38 @@ func lanPrefixes(cfg *config.Config, iface netip.Prefix) []netip.Prefix {
 	}
 	if len(out) == 0 {
 		out = append(out, iface.Masked())
+	}
+	return out
+}
+
+// fallbackTables are the uplinks' routing tables in the order LAN traffic
+// falls back to them when the TUN device is gone (fail-open after a crash):
+// lower tier first, then higher weight, then configuration order.
+func fallbackTables(cfg *config.Config) []int {
+	idx := make([]int, len(cfg.Uplinks))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int {
+		ua, ub := cfg.Uplinks[a], cfg.Uplinks[b]
+		if ua.Tier != ub.Tier {
+			return ua.Tier - ub.Tier
+		}
+		return cmp.Compare(ub.Weight, ua.Weight)
+	})
+	out := make([]int, len(idx))
+	for j, i := range idx {
+		out[j] = cfg.Kernel.UplinkTable(i)
+	}
+	return out
+}
+
+// uplinkInterfaces are the uplinks' interface names: the fail-open
+// masquerade translates LAN traffic the kernel forwards out of them.
+func uplinkInterfaces(cfg *config.Config) []string {
+	out := make([]string, len(cfg.Uplinks))
+	for i, u := range cfg.Uplinks {
+		out[i] = u.Interface
 	}
 	return out
 }

@@ -10,6 +10,6 @@ import (
 	"github.com/wanflow/wanflow/cmd/wanflow/config"
 )
 
-func runDaemon(cfg *config.Config, log *slog.Logger) error {
+func runDaemon(path string, cfg *config.Config, log *slog.Logger) error {
 	return fmt.Errorf("the daemon is not supported on %s", runtime.GOOS)
 }

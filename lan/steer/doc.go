@@ -7,7 +7,21 @@
 //     Every destination that the main table reaches by something more
 //     specific than a default route (the LAN, connected uplink subnets,
 //     router-local replies to LAN hosts) stays in the main table.
+//   - rule Priority+LookupOffset (7695), only with Config.LookupMark:
+//     "fwmark <LookupMark> lookup <Table>". No packet carries the mark: it
+//     lets package uplinks/nftguard ask the FIB, from the prerouting hook
+//     where an "iif" rule cannot match, whether a LAN packet is about to
+//     enter the TUN device.
 //   - rule Priority+10 (7700): "iif <LANInterface> lookup <Table>".
+//   - rules Priority+FallbackOffset+j (7710, 7711, ...): "iif
+//     <LANInterface> lookup <Fallback[j]>", one per fallback table (the
+//     uplinks' tables, preferred first). A lookup that finds no route in a
+//     table goes on to the next rule, so while the TUN's route exists these
+//     match nothing; when the TUN device vanishes with a crashed daemon,
+//     the kernel deletes its route and LAN traffic falls through to the
+//     first uplink table that still has one (fail-open, masqueraded by
+//     package uplinks/nftguard). Those tables exist only for uplinks that
+//     were available, and the kernel drops their routes with their device.
 //   - route "default dev <TUN> scope link proto <Protocol>" in Table (7700).
 //   - sysctls: net.ipv4.ip_forward=1 and rp_filter=0 for the TUN device.
 //     Replies that the dataplane injects on the TUN carry internet source

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"sync"
 
@@ -26,6 +27,21 @@ const (
 // after them.
 const PrioritySpan = 110
 
+// FallbackOffset is the distance from Config.Priority to the first
+// fallback rule; MaxFallback bounds Config.Fallback so that every fallback
+// rule stays in steer's priority range.
+const (
+	FallbackOffset = 20
+	MaxFallback    = PrioritySpan - FallbackOffset
+)
+
+// LookupOffset is the distance from Config.Priority to the rule of
+// Config.LookupMark; DefaultLookupMark is the mark the daemon uses.
+const (
+	LookupOffset      = 5
+	DefaultLookupMark = 0x77f10000
+)
+
 // Config describes the steering to install.
 type Config struct {
 	// LANInterface is the LAN device whose forwarded traffic goes to the
@@ -45,6 +61,23 @@ type Config struct {
 	// Protocol is the route and rule protocol that marks wanflow's
 	// objects; 0 means DefaultProtocol.
 	Protocol int
+	// Fallback are the routing tables LAN traffic falls through to when
+	// Table has no route, most preferred first: the uplinks' own tables
+	// (package uplinks), which exist only while their uplink is available.
+	// Each gets the rule "iif <LANInterface> lookup <table>" at priority
+	// Priority+FallbackOffset+j. The kernel deletes Table's route with the
+	// TUN device, so after a crash these rules carry LAN traffic over the
+	// live uplinks by kernel forwarding (fail-open; package
+	// uplinks/nftguard masquerades it); while the TUN device exists they
+	// match nothing. At most MaxFallback tables.
+	Fallback []int
+	// LookupMark, if not 0, adds the rule "fwmark <LookupMark> lookup
+	// <Table>" at priority Priority+LookupOffset, after the main table's
+	// specific routes: a FIB lookup made with this mark (package
+	// uplinks/nftguard's notrack chain, from the prerouting hook, where
+	// the "iif" rule cannot match) goes where LAN traffic goes. No packet
+	// carries the mark on its way.
+	LookupMark uint32
 	// NetNS, if non-nil, is the network namespace the handle given to New
 	// operates in; sysctls are then written from a thread inside it. Nil
 	// means the calling thread's namespace, which is what the daemon uses.
@@ -80,6 +113,16 @@ func (c Config) withDefaults(needLAN bool) (Config, error) {
 		return c, fmt.Errorf("steer: config: priority %d: out of range 1-%d", c.Priority, 32765-PrioritySpan)
 	case c.Protocol < 1 || c.Protocol > 255:
 		return c, fmt.Errorf("steer: config: protocol %d: out of range 1-255", c.Protocol)
+	case len(c.Fallback) > MaxFallback:
+		return c, fmt.Errorf("steer: config: %d fallback tables, at most %d", len(c.Fallback), MaxFallback)
+	}
+	for i, t := range c.Fallback {
+		switch {
+		case t < 1 || t >= 253 && t <= 255 || t == c.Table:
+			return c, fmt.Errorf("steer: config: fallback table %d: reserved, out of range or the TUN's table", t)
+		case slices.Contains(c.Fallback[:i], t):
+			return c, fmt.Errorf("steer: config: fallback table %d listed twice", t)
+		}
 	}
 	return c, nil
 }
@@ -106,7 +149,8 @@ type ruleSpec struct {
 	Table             int
 	Src               netip.Prefix // invalid = from all
 	IifName           string
-	SuppressPrefixlen int // -1 = none
+	Mark              uint32 // 0 = none; else matched with mask 0xffffffff
+	SuppressPrefixlen int    // -1 = none
 }
 
 func (r ruleSpec) String() string {
@@ -117,6 +161,9 @@ func (r ruleSpec) String() string {
 	s := fmt.Sprintf("%d: from %s", r.Priority, from)
 	if r.IifName != "" {
 		s += " iif " + r.IifName
+	}
+	if r.Mark != 0 {
+		s += fmt.Sprintf(" fwmark %#x", r.Mark)
 	}
 	s += fmt.Sprintf(" lookup %d", r.Table)
 	if r.SuppressPrefixlen >= 0 {
@@ -134,6 +181,11 @@ func (r ruleSpec) netlinkRule(proto int) *netlink.Rule {
 	nr.IifName = r.IifName
 	nr.SuppressPrefixlen = r.SuppressPrefixlen
 	nr.Protocol = uint8(proto)
+	if r.Mark != 0 {
+		nr.Mark = r.Mark
+		mask := uint32(0xffffffff)
+		nr.Mask = &mask
+	}
 	if r.Src.IsValid() {
 		nr.Src = ipNet(r.Src)
 	}
@@ -144,7 +196,10 @@ func (r ruleSpec) netlinkRule(proto int) *netlink.Rule {
 // rule uses a selector or action steer never sets, so it cannot equal a
 // desired rule.
 func ruleSpecOf(r netlink.Rule) (spec ruleSpec, ok bool) {
-	if r.Dst != nil || r.Mark != 0 || r.Mask != nil || r.Tos != 0 || r.TunID != 0 ||
+	if r.Mask != nil && (*r.Mask != 0xffffffff || r.Mark == 0) {
+		return ruleSpec{}, false
+	}
+	if r.Dst != nil || r.Tos != 0 || r.TunID != 0 ||
 		r.Goto >= 0 || r.Flow >= 0 || r.OifName != "" || r.Invert || r.IPProto != 0 ||
 		r.Dport != nil || r.Sport != nil || r.UIDRange != nil || r.SuppressIfgroup >= 0 {
 		return ruleSpec{}, false
@@ -153,6 +208,7 @@ func ruleSpecOf(r netlink.Rule) (spec ruleSpec, ok bool) {
 		Priority:          r.Priority,
 		Table:             r.Table,
 		IifName:           r.IifName,
+		Mark:              r.Mark,
 		SuppressPrefixlen: r.SuppressPrefixlen,
 	}
 	if r.Src != nil {
@@ -214,10 +270,15 @@ func routeSpecOf(r netlink.Route) (spec routeSpec, ok bool) {
 
 // desiredRules returns the rules of cfg (defaults applied), in priority order.
 func desiredRules(cfg Config) []ruleSpec {
-	return []ruleSpec{
-		{Priority: cfg.Priority, Table: rtTableMain, SuppressPrefixlen: 0},
-		{Priority: cfg.Priority + 10, Table: cfg.Table, IifName: cfg.LANInterface, SuppressPrefixlen: -1},
+	rules := []ruleSpec{{Priority: cfg.Priority, Table: rtTableMain, SuppressPrefixlen: 0}}
+	if cfg.LookupMark != 0 {
+		rules = append(rules, ruleSpec{Priority: cfg.Priority + LookupOffset, Table: cfg.Table, Mark: cfg.LookupMark, SuppressPrefixlen: -1})
 	}
+	rules = append(rules, ruleSpec{Priority: cfg.Priority + 10, Table: cfg.Table, IifName: cfg.LANInterface, SuppressPrefixlen: -1})
+	for j, t := range cfg.Fallback {
+		rules = append(rules, ruleSpec{Priority: cfg.Priority + FallbackOffset + j, Table: t, IifName: cfg.LANInterface, SuppressPrefixlen: -1})
+	}
+	return rules
 }
 
 // rtTableMain is RT_TABLE_MAIN.

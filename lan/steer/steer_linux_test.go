@@ -321,3 +321,85 @@ func mustRuleAdd(t *testing.T, h *netlink.Handle, r *netlink.Rule) {
 		t.Fatalf("add rule %v: %v", r, err)
 	}
 }
+
+// TestFallback checks the fail-open path: while the TUN device exists LAN
+// traffic is routed into it; once it is gone (a crashed daemon) the lookup
+// falls through the empty TUN table to the first fallback table that has a
+// route, and Remove deletes the fallback rules.
+func TestFallback(t *testing.T) {
+	ns, h := setup(t)
+	up1 := nstest.AddVeth(t, h, "up1", "isp1")
+	addr, _ := netlink.ParseAddr("100.64.1.2/24")
+	if err := h.AddrAdd(up1, addr); err != nil {
+		t.Fatal(err)
+	}
+	// Table 7702 (an unavailable uplink) is empty; 7701 has a route.
+	gw := net.IPv4(100, 64, 1, 1).To4()
+	if err := h.RouteAdd(&netlink.Route{Table: 7701, Dst: &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}, Gw: gw, LinkIndex: up1.Attrs().Index}); err != nil {
+		t.Fatal(err)
+	}
+	s := New(h, Config{LANInterface: "lan0", NetNS: &ns, Fallback: []int{7702, 7701}, LookupMark: DefaultLookupMark})
+	for range 2 {
+		if err := s.Apply(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := owned(dump(t, h))
+	for _, want := range []string{
+		`rule  7695 from=<nil> iif="" table=7700 suppress=-1 proto=167`,
+		`rule  7710 from=<nil> iif="lan0" table=7702 suppress=-1 proto=167`,
+		`rule  7711 from=<nil> iif="lan0" table=7701 suppress=-1 proto=167`,
+	} {
+		if !slices.Contains(got, want) {
+			t.Errorf("missing %s in:\n%s", want, strings.Join(got, "\n"))
+		}
+	}
+	lookup := func() (string, error) {
+		rs, err := h.RouteGetWithOptions(net.IPv4(203, 0, 113, 10), &netlink.RouteGetOptions{Iif: "lan0", SrcAddr: net.IPv4(10, 77, 0, 10)})
+		if err != nil {
+			return "", err
+		}
+		l, err := h.LinkByIndex(rs[0].LinkIndex)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("dev %s via %v", l.Attrs().Name, rs[0].Gw), nil
+	}
+	if got, err := lookup(); err != nil || got != "dev wf0 via <nil>" {
+		t.Errorf("with the TUN: %q, %v; want dev wf0", got, err)
+	}
+	// The router's own view with the lookup mark (nftguard's fib check).
+	marked := func(dst net.IP) string {
+		rs, err := h.RouteGetWithOptions(dst, &netlink.RouteGetOptions{Mark: DefaultLookupMark})
+		if err != nil {
+			return err.Error()
+		}
+		l, _ := h.LinkByIndex(rs[0].LinkIndex)
+		return l.Attrs().Name
+	}
+	if got := marked(net.IPv4(203, 0, 113, 10)); got != "wf0" {
+		t.Errorf("lookup with mark %#x: dev %s, want wf0", DefaultLookupMark, got)
+	}
+	if got := marked(net.IPv4(10, 77, 0, 10)); got != "lan0" {
+		t.Errorf("lookup of a LAN address with mark %#x: dev %s, want lan0 (main table first)", DefaultLookupMark, got)
+	}
+	tun, err := h.LinkByName("wf0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkDel(tun); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := lookup(); err != nil || got != "dev up1 via 100.64.1.1" {
+		t.Errorf("without the TUN: %q, %v; want dev up1 via 100.64.1.1 (fall through to table 7701)", got, err)
+	}
+	if err := s.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if got := owned(dump(t, h)); len(got) != 0 {
+		t.Errorf("left after Remove:\n%s", strings.Join(got, "\n"))
+	}
+	if got, err := lookup(); err == nil {
+		t.Errorf("after Remove LAN traffic still routed: %s", got)
+	}
+}

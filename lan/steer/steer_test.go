@@ -32,6 +32,10 @@ func TestConfigInvalid(t *testing.T) {
 		{"negative table", Config{LANInterface: "lan0", Table: -1}},
 		{"priority too high", Config{LANInterface: "lan0", Priority: 32700}},
 		{"protocol 256", Config{LANInterface: "lan0", Protocol: 256}},
+		{"fallback is the TUN's table", Config{LANInterface: "lan0", Fallback: []int{7700}}},
+		{"fallback main", Config{LANInterface: "lan0", Fallback: []int{254}}},
+		{"fallback twice", Config{LANInterface: "lan0", Fallback: []int{7701, 7701}}},
+		{"too many fallbacks", Config{LANInterface: "lan0", Fallback: make([]int, MaxFallback+1)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := tc.cfg.withDefaults(true); err == nil {
@@ -59,6 +63,18 @@ func TestDesired(t *testing.T) {
 	wantRoutes := []routeSpec{{Table: 7700, Dst: netip.MustParsePrefix("0.0.0.0/0"), LinkIndex: 9, Scope: scopeLink}}
 	if got := desiredRoutes(cfg, 9); !reflect.DeepEqual(got, wantRoutes) {
 		t.Errorf("desiredRoutes = %v, want %v", got, wantRoutes)
+	}
+	cfg.Fallback = []int{7702, 7701}
+	cfg.LookupMark = DefaultLookupMark
+	wantRules = []ruleSpec{
+		wantRules[0],
+		{Priority: 7695, Table: 7700, Mark: DefaultLookupMark, SuppressPrefixlen: -1},
+		wantRules[1],
+		{Priority: 7710, Table: 7702, IifName: "lan0", SuppressPrefixlen: -1},
+		{Priority: 7711, Table: 7701, IifName: "lan0", SuppressPrefixlen: -1},
+	}
+	if got := desiredRules(cfg); !reflect.DeepEqual(got, wantRules) {
+		t.Errorf("desiredRules with fallback = %v, want %v", got, wantRules)
 	}
 	for _, r := range desiredRules(cfg) {
 		nr := r.netlinkRule(cfg.Protocol)
@@ -112,9 +128,10 @@ func TestOwnership(t *testing.T) {
 
 func TestSpecOfRejectsForeignShapes(t *testing.T) {
 	r := netlink.NewRule()
-	r.Priority, r.Table, r.Mark = 7700, 7700, 1
+	mask := uint32(0xff)
+	r.Priority, r.Table, r.Mark, r.Mask = 7700, 7700, 1, &mask
 	if _, ok := ruleSpecOf(*r); ok {
-		t.Error("ruleSpecOf accepted a fwmark rule")
+		t.Error("ruleSpecOf accepted a fwmark rule with a partial mask")
 	}
 	_, dst, _ := net.ParseCIDR("0.0.0.0/0")
 	rt := netlink.Route{Table: 7700, Dst: dst, LinkIndex: 3, Gw: net.IPv4(10, 0, 0, 1), Type: rtnUnicast}

@@ -2,8 +2,10 @@ package nftguard
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -19,11 +21,12 @@ import (
 type Conn = nftables.Conn
 
 // Apply makes the table described by cfg exist with exactly addrs in its
-// address set, in one atomic transaction. If the table already has the
-// chain, set and rules Apply builds for cfg, only the set's elements are
-// replaced (nothing at all if they are equal), so rule counters survive;
-// otherwise the table is deleted and rebuilt. Running it twice leaves one
-// table, one chain, one set and the same two rules.
+// address set and cfg.Interfaces in its interface set, in one atomic
+// transaction. If the table already has the chains, sets and rules Apply
+// builds for cfg, only the sets' elements are replaced (nothing at all if
+// they are equal), so rule counters survive; otherwise the table is deleted
+// and rebuilt. Running it twice leaves one table with the same chains, sets
+// and rules.
 func Apply(conn *Conn, cfg Config, addrs []netip.Addr) error {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -38,15 +41,25 @@ func Apply(conn *Conn, cfg Config, addrs []netip.Addr) error {
 		return err
 	}
 	if cur.ours {
-		if slices.Equal(cur.elems, want) {
+		sameAddrs := slices.Equal(cur.elems, want)
+		sameIfs := !cfg.failOpen() || slices.Equal(cur.ifaces, cfg.Interfaces)
+		if sameAddrs && sameIfs {
 			return nil
 		}
-		conn.FlushSet(cur.set)
-		if err := conn.SetAddElements(cur.set, setElements(want)); err != nil {
-			return fmt.Errorf("nftguard: set elements: %w", err)
+		if !sameAddrs {
+			conn.FlushSet(cur.set)
+			if err := conn.SetAddElements(cur.set, setElements(want)); err != nil {
+				return fmt.Errorf("nftguard: set elements: %w", err)
+			}
+		}
+		if !sameIfs {
+			conn.FlushSet(cur.ifset)
+			if err := conn.SetAddElements(cur.ifset, ifaceElements(cfg.Interfaces)); err != nil {
+				return fmt.Errorf("nftguard: set elements: %w", err)
+			}
 		}
 		if err := conn.Flush(); err != nil {
-			return fmt.Errorf("nftguard: update set %s of table %s: %w", SetName, cfg.Table, err)
+			return fmt.Errorf("nftguard: update sets of table %s: %w", cfg.Table, err)
 		}
 		return nil
 	}
@@ -66,7 +79,7 @@ func Apply(conn *Conn, cfg Config, addrs []netip.Addr) error {
 		Priority: nftables.ChainPriorityRaw,
 		Policy:   &policy,
 	})
-	// A fixed set ID (it only needs to be unique within the batch) instead
+	// Fixed set IDs (they only need to be unique within the batch) instead
 	// of the library's global counter.
 	set := &nftables.Set{Table: t, ID: 1, Name: SetName, KeyType: nftables.TypeIPAddr}
 	if err := conn.AddSet(set, setElements(want)); err != nil {
@@ -83,10 +96,86 @@ func Apply(conn *Conn, cfg Config, addrs []netip.Addr) error {
 			UserData: userdata.AppendString(nil, userdata.TypeComment, ruleComment(cfg, p.name)),
 		})
 	}
+	if cfg.failOpen() {
+		nat := conn.AddChain(&nftables.Chain{
+			Name:     NATChainName,
+			Table:    t,
+			Type:     nftables.ChainTypeNAT,
+			Hooknum:  nftables.ChainHookPostrouting,
+			Priority: nftables.ChainPriorityNATSource,
+			Policy:   &policy,
+		})
+		ifset := &nftables.Set{Table: t, ID: 2, Name: IfaceSetName, KeyType: nftables.TypeIFName}
+		if err := conn.AddSet(ifset, ifaceElements(cfg.Interfaces)); err != nil {
+			return fmt.Errorf("nftguard: set: %w", err)
+		}
+		for _, p := range cfg.LANPrefixes {
+			conn.AddRule(&nftables.Rule{
+				Table:    t,
+				Chain:    nat,
+				Exprs:    masqExprs(cfg, ifset, p),
+				UserData: userdata.AppendString(nil, userdata.TypeComment, masqComment(cfg, p)),
+			})
+		}
+	}
+	if cfg.notrack() {
+		nt := conn.AddChain(&nftables.Chain{
+			Name:     NotrackChainName,
+			Table:    t,
+			Type:     nftables.ChainTypeFilter,
+			Hooknum:  nftables.ChainHookPrerouting,
+			Priority: nftables.ChainPriorityRef(NotrackPriority),
+			Policy:   &policy,
+		})
+		comments := notrackComments(cfg)
+		for i, ex := range notrackExprs(cfg) {
+			conn.AddRule(&nftables.Rule{
+				Table:    t,
+				Chain:    nt,
+				Exprs:    ex,
+				UserData: userdata.AppendString(nil, userdata.TypeComment, comments[i]),
+			})
+		}
+	}
 	if err := conn.Flush(); err != nil {
 		return fmt.Errorf("nftguard: build table ip %s: %w", cfg.Table, err)
 	}
 	return nil
+}
+
+// notrackExprs are the rules of the notrack chain, in the order of
+// notrackComments:
+//
+//	iifname <TUN> notrack
+//	ip saddr <P> <fib daddr . mark(LookupMark) oifname> == <TUN> notrack
+//
+// The second rule asks the FIB where the packet would go if it carried
+// LookupMark, whose policy rule looks up the TUN's table after the main
+// table's specific routes: the TUN exactly when the real lookup (iif
+// <LAN>) sends it there. The packet's own mark is saved in register 2 and
+// put back before the comparison, so nothing else sees LookupMark.
+func notrackExprs(cfg Config) [][]expr.Any {
+	tun := make([]byte, ifNameSize)
+	copy(tun, cfg.TUN)
+	out := [][]expr.Any{{
+		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: tun},
+		&expr.Notrack{},
+	}}
+	for _, p := range cfg.LANPrefixes {
+		ex := prefixExprs(12, p, expr.CmpOpEq)
+		ex = append(ex,
+			&expr.Meta{Key: expr.MetaKeyMARK, Register: 2},
+			&expr.Immediate{Register: 1, Data: binaryutil.NativeEndian.PutUint32(cfg.LookupMark)},
+			&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1},
+			&expr.Fib{Register: 1, FlagDADDR: true, FlagMARK: true, ResultOIFNAME: true},
+			&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 2},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: tun},
+			&expr.Notrack{},
+		)
+		out = append(out, ex)
+	}
+	return out
 }
 
 // Remove deletes the table (family ip) named table, "" meaning DefaultTable.
@@ -128,17 +217,55 @@ func setElements(addrs []netip.Addr) []nftables.SetElement {
 	return out
 }
 
+// masqExprs is "oifname @ifset ip saddr <src> ip daddr != <each LAN
+// prefix> counter masquerade".
+func masqExprs(cfg Config, ifset *nftables.Set, src netip.Prefix) []expr.Any {
+	ex := []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+		&expr.Lookup{SourceRegister: 1, SetName: ifset.Name, SetID: ifset.ID},
+	}
+	ex = append(ex, prefixExprs(12, src, expr.CmpOpEq)...)
+	for _, p := range cfg.LANPrefixes {
+		ex = append(ex, prefixExprs(16, p, expr.CmpOpNeq)...)
+	}
+	return append(ex, &expr.Counter{}, &expr.Masq{})
+}
+
+// prefixExprs compares the IPv4 address at offset off of the network header
+// (12: source, 16: destination), masked to p's length, with p's address.
+func prefixExprs(off uint32, p netip.Prefix, op expr.CmpOp) []expr.Any {
+	a := p.Addr().As4()
+	mask := []byte(net.CIDRMask(p.Bits(), 32))
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: 4},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: make([]byte, 4)},
+		&expr.Cmp{Op: op, Register: 1, Data: a[:]},
+	}
+}
+
+func ifaceElements(names []string) []nftables.SetElement {
+	out := make([]nftables.SetElement, len(names))
+	for i, n := range names {
+		k := make([]byte, ifNameSize)
+		copy(k, n)
+		out[i] = nftables.SetElement{Key: k}
+	}
+	return out
+}
+
 // current is what readTable found.
 type current struct {
 	// ours is true if the table holds exactly the chain, set and rules
 	// Apply builds for the Config.
-	ours  bool
-	set   *nftables.Set
-	elems []netip.Addr // sorted
+	ours   bool
+	set    *nftables.Set
+	elems  []netip.Addr // sorted
+	ifset  *nftables.Set
+	ifaces []string // sorted; only with the fail-open chain
 }
 
 // readTable reads the table of cfg and reports whether it is exactly what
-// Apply builds (apart from the set's elements).
+// Apply builds (apart from the sets' elements).
 func readTable(conn *Conn, cfg Config) (current, error) {
 	tables, err := conn.ListTablesOfFamily(nftables.TableFamilyIPv4)
 	if err != nil {
@@ -154,18 +281,34 @@ func readTable(conn *Conn, cfg Config) (current, error) {
 	if err != nil {
 		return current{}, fmt.Errorf("nftguard: list chains: %w", err)
 	}
-	var chain *nftables.Chain
+	var pre, nat, nt *nftables.Chain
 	n := 0
 	for _, c := range chains {
-		if c.Table != nil && c.Table.Name == cfg.Table {
-			chain = c
-			n++
+		if c.Table == nil || c.Table.Name != cfg.Table {
+			continue
+		}
+		n++
+		switch c.Name {
+		case ChainName:
+			pre = c
+		case NATChainName:
+			nat = c
+		case NotrackChainName:
+			nt = c
 		}
 	}
-	if n != 1 || chain.Name != ChainName || chain.Type != nftables.ChainTypeFilter ||
-		chain.Hooknum == nil || *chain.Hooknum != *nftables.ChainHookPrerouting ||
-		chain.Priority == nil || *chain.Priority != *nftables.ChainPriorityRaw ||
-		chain.Policy == nil || *chain.Policy != nftables.ChainPolicyAccept {
+	wantChains := 1
+	if cfg.failOpen() {
+		wantChains++
+	}
+	if cfg.notrack() {
+		wantChains++
+		if !isBaseChain(nt, nftables.ChainTypeFilter, nftables.ChainHookPrerouting, nftables.ChainPriorityRef(NotrackPriority)) {
+			return current{}, nil
+		}
+	}
+	if n != wantChains || !isBaseChain(pre, nftables.ChainTypeFilter, nftables.ChainHookPrerouting, nftables.ChainPriorityRaw) ||
+		cfg.failOpen() && !isBaseChain(nat, nftables.ChainTypeNAT, nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource) {
 		return current{}, nil
 	}
 
@@ -173,23 +316,39 @@ func readTable(conn *Conn, cfg Config) (current, error) {
 	if err != nil {
 		return current{}, fmt.Errorf("nftguard: list sets: %w", err)
 	}
-	if len(sets) != 1 || sets[0].Name != SetName || sets[0].KeyType.Name != nftables.TypeIPAddr.Name ||
-		sets[0].Interval || sets[0].IsMap || sets[0].Constant || sets[0].HasTimeout {
-		return current{}, nil
-	}
-	set := sets[0]
-
-	rules, err := conn.GetRules(t, chain)
-	if err != nil {
-		return current{}, fmt.Errorf("nftguard: list rules: %w", err)
-	}
-	comments := []string{ruleComment(cfg, "tcp"), ruleComment(cfg, "udp")}
-	if len(rules) != len(comments) {
-		return current{}, nil
-	}
-	for i, r := range rules {
-		if c, ok := userdata.GetString(r.UserData, userdata.TypeComment); !ok || c != comments[i] {
+	var set, ifset *nftables.Set
+	for _, s := range sets {
+		switch {
+		case s.Interval || s.IsMap || s.Constant || s.HasTimeout:
 			return current{}, nil
+		case s.Name == SetName && s.KeyType.Name == nftables.TypeIPAddr.Name:
+			set = s
+		case cfg.failOpen() && s.Name == IfaceSetName && s.KeyType.Name == nftables.TypeIFName.Name:
+			ifset = s
+		default:
+			return current{}, nil
+		}
+	}
+	if set == nil || cfg.failOpen() && ifset == nil {
+		return current{}, nil
+	}
+
+	comments := []string{ruleComment(cfg, "tcp"), ruleComment(cfg, "udp")}
+	if ok, err := hasRules(conn, t, pre, comments); !ok || err != nil {
+		return current{}, err
+	}
+	if cfg.failOpen() {
+		comments = comments[:0]
+		for _, p := range cfg.LANPrefixes {
+			comments = append(comments, masqComment(cfg, p))
+		}
+		if ok, err := hasRules(conn, t, nat, comments); !ok || err != nil {
+			return current{}, err
+		}
+	}
+	if cfg.notrack() {
+		if ok, err := hasRules(conn, t, nt, notrackComments(cfg)); !ok || err != nil {
+			return current{}, err
 		}
 	}
 
@@ -197,7 +356,7 @@ func readTable(conn *Conn, cfg Config) (current, error) {
 	if err != nil {
 		return current{}, fmt.Errorf("nftguard: list elements of %s: %w", SetName, err)
 	}
-	cur := current{ours: true, set: set}
+	cur := current{ours: true, set: set, ifset: ifset}
 	for _, e := range elems {
 		a, ok := netip.AddrFromSlice(e.Key)
 		if !ok || !a.Is4() || e.IntervalEnd || len(e.KeyEnd) != 0 {
@@ -206,5 +365,45 @@ func readTable(conn *Conn, cfg Config) (current, error) {
 		cur.elems = append(cur.elems, a)
 	}
 	slices.SortFunc(cur.elems, netip.Addr.Compare)
+	if ifset != nil {
+		elems, err := conn.GetSetElements(ifset)
+		if err != nil {
+			return current{}, fmt.Errorf("nftguard: list elements of %s: %w", IfaceSetName, err)
+		}
+		for _, e := range elems {
+			if len(e.Key) != ifNameSize || e.IntervalEnd || len(e.KeyEnd) != 0 {
+				return current{}, nil
+			}
+			cur.ifaces = append(cur.ifaces, strings.TrimRight(string(e.Key), "\x00"))
+		}
+		slices.Sort(cur.ifaces)
+	}
 	return cur, nil
+}
+
+// isBaseChain reports whether c is a base chain of type typ at hook and
+// priority prio with policy accept.
+func isBaseChain(c *nftables.Chain, typ nftables.ChainType, hook *nftables.ChainHook, prio *nftables.ChainPriority) bool {
+	return c != nil && c.Type == typ &&
+		c.Hooknum != nil && *c.Hooknum == *hook &&
+		c.Priority != nil && *c.Priority == *prio &&
+		c.Policy != nil && *c.Policy == nftables.ChainPolicyAccept
+}
+
+// hasRules reports whether chain c of table t holds exactly one rule per
+// comment, in that order, each carrying its comment.
+func hasRules(conn *Conn, t *nftables.Table, c *nftables.Chain, comments []string) (bool, error) {
+	rules, err := conn.GetRules(t, c)
+	if err != nil {
+		return false, fmt.Errorf("nftguard: list rules of chain %s: %w", c.Name, err)
+	}
+	if len(rules) != len(comments) {
+		return false, nil
+	}
+	for i, r := range rules {
+		if s, ok := userdata.GetString(r.UserData, userdata.TypeComment); !ok || s != comments[i] {
+			return false, nil
+		}
+	}
+	return true, nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
 	"github.com/wanflow/wanflow/bench/lab/nstest"
@@ -86,6 +87,10 @@ func dump(t *testing.T, conn *nftables.Conn) []string {
 			}
 			var es []string
 			for _, e := range elems {
+				if s.KeyType.Name == nftables.TypeIFName.Name {
+					es = append(es, strings.TrimRight(string(e.Key), "\x00"))
+					continue
+				}
 				a, _ := netip.AddrFromSlice(e.Key)
 				es = append(es, a.String())
 			}
@@ -176,7 +181,7 @@ func TestApplyIdempotent(t *testing.T) {
 		t.Fatalf("%d rules, want 2:\n%s", len(rules), strings.Join(rules, "\n"))
 	}
 	for i, proto := range []string{"tcp", "udp"} {
-		if !strings.Contains(rules[i], `"wanflow v1: drop kernel copy of NAT replies, `+proto+` dport 20000-32767"`) ||
+		if !strings.Contains(rules[i], `"wanflow v2: drop kernel copy of NAT replies, `+proto+` dport 20000-32767"`) ||
 			!strings.Contains(rules[i], "SetName:uplink_addrs") || !strings.Contains(rules[i], " counter *expr.Verdict&{Kind:0 ") {
 			t.Errorf("rule %d = %s", i, rules[i])
 		}
@@ -334,4 +339,202 @@ func TestDrop(t *testing.T) {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+var (
+	lanNet  = netip.MustParsePrefix("10.77.0.0/24")
+	lanNet2 = netip.MustParsePrefix("192.168.5.0/24")
+)
+
+// natHandles returns the handles of the rules of the fail-open chain.
+func natHandles(t *testing.T, conn *nftables.Conn) []uint64 {
+	t.Helper()
+	tb := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: DefaultTable}
+	rules, err := conn.GetRules(tb, &nftables.Chain{Name: NATChainName, Table: tb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hs []uint64
+	for _, r := range rules {
+		hs = append(hs, r.Handle)
+	}
+	return hs
+}
+
+func TestApplyFailOpen(t *testing.T) {
+	ns := nstest.New(t).NsHandle()
+	conn := connIn(t, ns)
+	cfg := Config{LANPrefixes: []netip.Prefix{lanNet}, Interfaces: []string{"up2", "up1"}, TUN: "wf0", LookupMark: 0x77f10000}
+	if err := Apply(conn, cfg, []netip.Addr{a1, a2}); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	first := dump(t, conn)
+	h1, n1 := natHandles(t, conn), func() []uint64 { h, _ := counters(t, conn, DefaultTable); return h }()
+	if err := Apply(conn, cfg, []netip.Addr{a2, a1}); err != nil {
+		t.Fatalf("second Apply: %v", err)
+	}
+	if second := dump(t, conn); !reflect.DeepEqual(first, second) {
+		t.Errorf("second Apply changed the ruleset:\n%s\n---\n%s", strings.Join(first, "\n"), strings.Join(second, "\n"))
+	}
+	t.Logf("ruleset:\n%s", strings.Join(first, "\n"))
+	for _, l := range []string{
+		"chain wanflow prerouting type=filter hook=0 prio=-300 policy=1",
+		"chain wanflow postrouting type=nat hook=4 prio=100 policy=1",
+		"set wanflow uplink_addrs ipv4_addr {100.64.1.2,100.64.2.2}",
+		"set wanflow uplink_ifaces ifname {up1,up2}",
+		"chain wanflow notrack type=filter hook=0 prio=-450 policy=1",
+	} {
+		if !slices.Contains(first, l) {
+			t.Errorf("missing %q", l)
+		}
+	}
+	var masq []string
+	for _, l := range first {
+		if strings.HasPrefix(l, "rule wanflow postrouting ") {
+			masq = append(masq, l)
+		}
+	}
+	if len(masq) != 1 || !strings.Contains(masq[0], `"wanflow v2: fail-open masquerade from 10.77.0.0/24 (lan `) ||
+		!strings.Contains(masq[0], "SetName:uplink_ifaces") || !strings.Contains(masq[0], " counter *expr.Masq&{Random:false FullyRandom:false Persistent:false ToPorts:false") {
+		t.Errorf("fail-open rules:\n%s", strings.Join(masq, "\n"))
+	}
+
+	var nt []string
+	for _, l := range first {
+		if strings.HasPrefix(l, "rule wanflow notrack ") {
+			nt = append(nt, l)
+		}
+	}
+	if len(nt) != 2 || !strings.Contains(nt[0], `"wanflow v2: untracked: from 10.77.0.0/24 routed into TUN wf0 (lookup mark 0x77f10000)"`) ||
+		!strings.Contains(nt[0], "*expr.Fib") || !strings.Contains(nt[1], `"wanflow v2: untracked: from TUN wf0"`) {
+		t.Errorf("notrack rules:\n%s", strings.Join(nt, "\n"))
+	}
+
+	// New interfaces: the set changes, every rule stays.
+	cfg.Interfaces = []string{"ppp0", "up1"}
+	if err := Apply(conn, cfg, []netip.Addr{a1, a2}); err != nil {
+		t.Fatal(err)
+	}
+	if got := dump(t, conn); !slices.Contains(got, "set wanflow uplink_ifaces ifname {ppp0,up1}") {
+		t.Errorf("interface set not updated:\n%s", strings.Join(got, "\n"))
+	}
+	if h, n := natHandles(t, conn), func() []uint64 { h, _ := counters(t, conn, DefaultTable); return h }(); !reflect.DeepEqual(h, h1) || !reflect.DeepEqual(n, n1) {
+		t.Errorf("an interface change replaced rules: nat %v → %v, prerouting %v → %v", h1, h, n1, n)
+	}
+
+	// Another LAN prefix: the table is rebuilt, twice is once.
+	cfg.LANPrefixes = []netip.Prefix{lanNet2, lanNet}
+	for range 2 {
+		if err := Apply(conn, cfg, []netip.Addr{a1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h := natHandles(t, conn); len(h) != 2 {
+		t.Errorf("%d fail-open rules for two LAN prefixes, want 2", len(h))
+	}
+	// No LAN prefix: no fail-open chain and no interface set.
+	if err := Apply(conn, Config{}, []netip.Addr{a1}); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range dump(t, conn) {
+		if strings.Contains(l, "postrouting") || strings.Contains(l, IfaceSetName) {
+			t.Errorf("fail-open left without LAN prefixes: %s", l)
+		}
+	}
+	if err := Remove(conn, ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := dump(t, conn); len(got) != 0 {
+		t.Errorf("after Remove: %q", got)
+	}
+}
+
+// TestMasquerade forwards UDP from a LAN namespace through a router
+// namespace to an ISP namespace that has no route back to the LAN: it is
+// answered only if the fail-open chain masquerades it to the uplink address
+// (keeping the source port). Traffic leaving through an interface that is
+// not an uplink is not translated.
+func TestMasquerade(t *testing.T) {
+	lanNS, r, i := nstest.New(t), nstest.New(t), nstest.New(t)
+	router := r.NsHandle()
+	nstest.Veth(t, r.Handle(), "lan0", "10.77.0.1/24", lanNS.Handle(), lanNS.NsHandle(), "eth0", "10.77.0.10/24")
+	nstest.Veth(t, r.Handle(), "up1", "100.64.1.2/24", i.Handle(), i.NsHandle(), "isp1", "100.64.1.1/24")
+	nstest.Veth(t, r.Handle(), "other0", "192.0.2.2/24", i.Handle(), i.NsHandle(), "isp2", "192.0.2.1/24")
+	gw := &netlink.Route{Dst: &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}, Gw: net.IPv4(10, 77, 0, 1)}
+	if err := lanNS.Handle().RouteAdd(gw); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Do(func() error { return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644) }); err != nil {
+		t.Fatal(err)
+	}
+	conn := connIn(t, router)
+	cfg := Config{LANPrefixes: []netip.Prefix{lanNet}, Interfaces: []string{"up1"}}
+	for range 2 {
+		if err := Apply(conn, cfg, []netip.Addr{a1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The ISP's server answers each datagram with the address it saw.
+	var srv *net.UDPConn
+	if err := i.Do(func() error {
+		var err error
+		srv, err = net.ListenUDP("udp4", &net.UDPAddr{Port: 7})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			_, from, err := srv.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			srv.WriteToUDPAddrPort([]byte(from.String()), from)
+		}
+	}()
+	seen := func(lport int, dst string) (string, error) {
+		var got string
+		err := lanNS.Do(func() error {
+			c, err := net.DialUDP("udp4", &net.UDPAddr{Port: lport}, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(dst)))
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			buf := make([]byte, 64)
+			for range 5 {
+				c.Write([]byte("x"))
+				c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+				if n, err := c.Read(buf); err == nil {
+					got = string(buf[:n])
+					return nil
+				}
+			}
+			return os.ErrDeadlineExceeded
+		})
+		return got, err
+	}
+	got, err := seen(40000, "100.64.1.1:7")
+	if err != nil {
+		t.Errorf("from the LAN: %v (no answer: not masqueraded)", err)
+	} else if got != "100.64.1.2:40000" {
+		t.Errorf("the server saw %s, want 100.64.1.2:40000", got)
+	}
+	// other0 is not an uplink: the ISP sees the LAN address, has no route
+	// back to it and cannot answer.
+	if got, err := seen(40001, "192.0.2.1:7"); err == nil {
+		t.Errorf("through a non-uplink interface the server saw %s and answered; want no translation", got)
+	}
+	tb := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: DefaultTable}
+	rules, err := conn.GetRules(tb, &nftables.Chain{Name: NATChainName, Table: tb})
+	if err != nil || len(rules) != 1 {
+		t.Fatalf("fail-open rules: %d, %v", len(rules), err)
+	}
+	for _, e := range rules[0].Exprs {
+		if c, ok := e.(*expr.Counter); ok && c.Packets != 1 {
+			t.Errorf("fail-open rule counted %d packets, want 1 (the first of the flow)", c.Packets)
+		}
+	}
 }
