@@ -180,16 +180,7 @@ type echoCapture struct {
 func captureEchoRequests(t *testing.T, ns *lab.NS, ifname string) *echoCapture {
 	t.Helper()
 	c := &echoCapture{bySrc: map[netip.Addr]int{}, done: make(chan struct{})}
-	if err := ns.Do(func() error {
-		ifi, err := net.InterfaceByName(ifname)
-		if err != nil {
-			return err
-		}
-		c.conn, err = packet.Listen(ifi, packet.Datagram, unix.ETH_P_IP, nil)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	c.conn = listenIP(t, ns, ifname)
 	go func() {
 		defer close(c.done)
 		buf := make([]byte, 2048)
@@ -225,4 +216,21 @@ func (c *echoCapture) count(src netip.Addr) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.bySrc[src]
+}
+
+// listenIP opens an AF_PACKET socket for the IPv4 packets of ifname in ns.
+func listenIP(t *testing.T, ns *lab.NS, ifname string) *packet.Conn {
+	t.Helper()
+	var c *packet.Conn
+	if err := ns.Do(func() error {
+		ifi, err := net.InterfaceByName(ifname)
+		if err != nil {
+			return err
+		}
+		c, err = packet.Listen(ifi, packet.Datagram, unix.ETH_P_IP, nil)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -709,16 +709,7 @@ type ipCapture struct {
 func captureIP(t *testing.T, ns *lab.NS, ifname string, keep func(*ipPkt) bool) *ipCapture {
 	t.Helper()
 	c := &ipCapture{done: make(chan struct{})}
-	if err := ns.Do(func() error {
-		ifi, err := net.InterfaceByName(ifname)
-		if err != nil {
-			return err
-		}
-		c.conn, err = packet.Listen(ifi, packet.Datagram, unix.ETH_P_IP, nil)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	c.conn = listenIP(t, ns, ifname)
 	go func() {
 		defer close(c.done)
 		buf := make([]byte, 65536)
