@@ -111,11 +111,18 @@ func TestConnmarkBaseline(t *testing.T) {
 		t.Errorf("long flows: %v; want none failed or moved, all three uplinks used", s)
 	}
 
-	// New flows never take a removed nexthop.
+	// New flows never take a removed nexthop. They go to the second echo
+	// port: a 5-tuple of the long flows above (the kernel reuses source
+	// ports) would find its conntrack entry, mark and all, and rightly keep
+	// its uplink.
 	if err := l.SetMultipathWeights([]int{1, 0, 1}); err != nil {
 		t.Fatal(err)
 	}
-	flows, err = labclient.Run(context.Background(), l.Hosts[0], labclient.Config{UDPFlows: 200})
+	var alt []netip.AddrPort
+	for _, s := range l.Servers {
+		alt = append(alt, netip.AddrPortFrom(s, lab.AltEchoPort))
+	}
+	flows, err = labclient.Run(context.Background(), l.Hosts[0], labclient.Config{UDPFlows: 200, Targets: alt})
 	if err != nil {
 		t.Fatal(err)
 	}
