@@ -3,7 +3,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -734,17 +732,7 @@ func lanPrefixes(cfg *config.Config, iface netip.Prefix) []netip.Prefix {
 // falls back to them when the TUN device is gone (fail-open after a crash):
 // lower tier first, then higher weight, then configuration order.
 func fallbackTables(cfg *config.Config) []int {
-	idx := make([]int, len(cfg.Uplinks))
-	for i := range idx {
-		idx[i] = i
-	}
-	slices.SortStableFunc(idx, func(a, b int) int {
-		ua, ub := cfg.Uplinks[a], cfg.Uplinks[b]
-		if ua.Tier != ub.Tier {
-			return ua.Tier - ub.Tier
-		}
-		return cmp.Compare(ub.Weight, ua.Weight)
-	})
+	idx := cfg.FallbackOrder()
 	out := make([]int, len(idx))
 	for j, i := range idx {
 		out[j] = cfg.Kernel.UplinkTable(i)

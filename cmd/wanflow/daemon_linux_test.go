@@ -3,7 +3,9 @@ package main
 import (
 	"testing"
 
+	"github.com/wanflow/wanflow/cmd/wanflow/config"
 	"github.com/wanflow/wanflow/flowtable"
+	"github.com/wanflow/wanflow/lan/steer"
 )
 
 func TestEphemeralOverlap(t *testing.T) {
@@ -21,5 +23,15 @@ func TestEphemeralOverlap(t *testing.T) {
 		if err := ephemeralOverlap(tc.r, tc.proc); (err != nil) != tc.wantE {
 			t.Errorf("%v vs %q: err %v, want error %v", tc.r, tc.proc, err, tc.wantE)
 		}
+	}
+}
+
+// TestPlanMatchesSteer: the plan's rule priorities are the ones lan/steer
+// installs.
+func TestPlanMatchesSteer(t *testing.T) {
+	k := config.Default().Kernel
+	if k.LookupRulePriority() != k.RulePriority+steer.LookupOffset || k.FallbackRulePriority(2) != k.RulePriority+steer.FallbackOffset+2 {
+		t.Errorf("plan priorities %d, %d; steer installs %d, %d", k.LookupRulePriority(), k.FallbackRulePriority(2),
+			k.RulePriority+steer.LookupOffset, k.RulePriority+steer.FallbackOffset+2)
 	}
 }

@@ -464,6 +464,32 @@ func (k Kernel) SuppressRulePriority() int { return k.RulePriority }
 // LANRulePriority returns the priority of "iif <lan> lookup <LANTable>".
 func (k Kernel) LANRulePriority() int { return k.RulePriority + 10 }
 
+// LookupRulePriority is the priority of the rule that lets the fail-open
+// notrack chain look up where a LAN packet goes (lan/steer's LookupOffset).
+func (k Kernel) LookupRulePriority() int { return k.RulePriority + 5 }
+
+// FallbackRulePriority is the priority of the j-th fail-open fallback
+// rule (lan/steer's FallbackOffset).
+func (k Kernel) FallbackRulePriority(j int) int { return k.RulePriority + 20 + j }
+
+// FallbackOrder returns the uplink indexes in the order LAN traffic falls
+// back to their tables when wanflow is gone (fail-open): lower tier first,
+// then higher weight, then configuration order.
+func (c *Config) FallbackOrder() []int {
+	idx := make([]int, len(c.Uplinks))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int {
+		ua, ub := c.Uplinks[a], c.Uplinks[b]
+		if ua.Tier != ub.Tier {
+			return ua.Tier - ub.Tier
+		}
+		return cmp.Compare(ub.Weight, ua.Weight)
+	})
+	return idx
+}
+
 // UplinkRulePriority returns the priority of uplink i's
 // "from <uplink address> lookup <UplinkTable(i)>".
 func (k Kernel) UplinkRulePriority(i int) int { return k.RulePriority + 110 + 10*i }

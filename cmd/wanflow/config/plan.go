@@ -43,7 +43,12 @@ func (c *Config) Plan() string {
 
 	pf("\nSteering rules\n")
 	pf("  ip rule add priority %d lookup main suppress_prefixlength 0 protocol %d\n", k.SuppressRulePriority(), proto)
+	pf("  ip rule add priority %d fwmark 0x77f10000 lookup %d protocol %d   (for the notrack chain's lookup)\n", k.LookupRulePriority(), k.LANTable(), proto)
 	pf("  ip rule add priority %d iif %s lookup %d protocol %d\n", k.LANRulePriority(), c.LAN.Interface, k.LANTable(), proto)
+	pf("  fail-open after a crash (they match nothing while %s exists):\n", d.TUN)
+	for j, i := range c.FallbackOrder() {
+		pf("  ip rule add priority %d iif %s lookup %d protocol %d   (%s)\n", k.FallbackRulePriority(j), c.LAN.Interface, k.UplinkTable(i), proto, c.Uplinks[i].Name)
+	}
 
 	pf("\nUplinks\n")
 	for i, u := range c.Uplinks {
@@ -87,7 +92,24 @@ func (c *Config) Plan() string {
 	pf("    chain prerouting { type filter hook prerouting priority raw; policy accept;\n")
 	pf("      ip daddr @uplink_addrs tcp dport %v counter drop\n", d.NATPorts)
 	pf("      ip daddr @uplink_addrs udp dport %v counter drop\n", d.NATPorts)
-	pf("    }\n  }\n")
+	pf("    }\n")
+	var ifaces []string
+	for _, u := range c.Uplinks {
+		ifaces = append(ifaces, u.Interface)
+	}
+	lan := "<" + c.LAN.Interface + " prefixes>"
+	if len(c.LAN.Prefixes) > 0 {
+		var ps []string
+		for _, p := range c.LAN.Prefixes {
+			ps = append(ps, p.String())
+		}
+		lan = strings.Join(ps, ", ")
+	}
+	pf("    set uplink_ifaces { type ifname; elements = { %s } }\n", strings.Join(ifaces, ", "))
+	pf("    chain postrouting { type nat hook postrouting priority srcnat;   (fail-open: only what the kernel forwards when %s is gone)\n", d.TUN)
+	pf("      oifname @uplink_ifaces ip saddr { %s } masquerade\n    }\n", lan)
+	pf("    chain notrack { type filter hook prerouting priority -450;   (wanflow's own traffic stays out of conntrack)\n")
+	pf("      iifname %s notrack; LAN packets whose lookup (mark 0x77f10000) answers %s: notrack\n    }\n  }\n", d.TUN, d.TUN)
 
 	pf("\nDataplane\n")
 	if d.Workers == 0 {
