@@ -224,11 +224,7 @@ func (d *daemon) Uplinks() control.UplinksReply {
 		if i < len(views) {
 			det.Carrier = views[i].Carrier
 		}
-		servers := uplinkDNS(u)
-		if len(u.DNS) == 0 && i < len(learned) {
-			servers = learned[i]
-		}
-		for _, a := range servers {
+		for _, a := range knownDNS(u, i, learned) {
 			det.DNS = append(det.DNS, a.String())
 		}
 		if p := d.sup.Prober(i); p != nil {

@@ -376,6 +376,16 @@ func uplinkDNS(u config.Uplink) []netip.Addr {
 	return out
 }
 
+// knownDNS returns uplink u's (index i) DNS servers: configured, else those
+// routineResolv last learned (learned, by uplink index), else its resolv
+// file read now (before routineResolv's first reading).
+func knownDNS(u config.Uplink, i int, learned [][]netip.Addr) []netip.Addr {
+	if len(u.DNS) == 0 && i < len(learned) {
+		return learned[i]
+	}
+	return uplinkDNS(u)
+}
+
 // routineResolv re-reads the uplinks' resolv files every two seconds (a PPP
 // or DHCP client rewrites them when it connects) and re-targets the "dns"
 // probes of an uplink whose servers changed.

@@ -59,11 +59,7 @@ func (d *daemon) Reload() (control.ReloadReply, error) {
 			continue
 		}
 		u := next.Uplinks[i]
-		servers := uplinkDNS(u)
-		if len(u.DNS) == 0 && i < len(learned) {
-			servers = learned[i]
-		}
-		if err := d.sup.Reconfigure(i, superviseUplink(u, i, servers)); err != nil {
+		if err := d.sup.Reconfigure(i, superviseUplink(u, i, knownDNS(u, i, learned))); err != nil {
 			errs = append(errs, err.Error())
 		}
 	}
