@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/wanflow/wanflow/bench/lab"
+	"github.com/wanflow/wanflow/uplinks/nftguard"
 )
 
 // Kernel ids wanflow uses by default (see docs/architecture.md).
@@ -33,12 +34,13 @@ type kstate struct {
 	routes, dupRoutes int
 	tun               int
 	nftTables         int
+	holds             int // nftguard's hold table (a planned restart)
 }
 
-func (k kstate) total() int { return k.rules + k.routes + k.tun + k.nftTables }
+func (k kstate) total() int { return k.rules + k.routes + k.tun + k.nftTables + k.holds }
 
 func (k kstate) String() string {
-	return fmt.Sprintf("rules=%d (dup %d) routes=%d (dup %d) tun=%d nft_tables=%d", k.rules, k.dupRules, k.routes, k.dupRoutes, k.tun, k.nftTables)
+	return fmt.Sprintf("rules=%d (dup %d) routes=%d (dup %d) tun=%d nft_tables=%d holds=%d", k.rules, k.dupRules, k.routes, k.dupRoutes, k.tun, k.nftTables, k.holds)
 }
 
 func kernelState(t *testing.T, l *lab.Lab) kstate {
@@ -98,8 +100,11 @@ func kernelState(t *testing.T, l *lab.Lab) kstate {
 		t.Fatal(err)
 	}
 	for _, tb := range tables {
-		if tb.Name == "wanflow" {
+		switch tb.Name {
+		case "wanflow":
 			k.nftTables++
+		case "wanflow" + nftguard.HoldSuffix:
+			k.holds++
 		}
 	}
 	return k

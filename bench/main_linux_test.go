@@ -42,7 +42,7 @@ func TestMain(m *testing.M) {
 }
 
 // startRouter runs wanflow in l's router namespace with yaml and stops it
-// (SIGTERM) when the test ends; a test that failed gets the daemon's log.
+// (SIGINT: for good) when the test ends; a test that failed gets the daemon's log.
 func startRouter(t *testing.T, l *lab.Lab, yaml string) *labrouter.Router {
 	t.Helper()
 	labtest.RequireRoot(t)

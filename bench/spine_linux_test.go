@@ -204,7 +204,7 @@ func TestPingAndTraceroute(t *testing.T) {
 	}
 }
 
-// TestNoLeftovers: SIGTERM removes everything wanflow installed; after a
+// TestNoLeftovers: SIGINT removes everything wanflow installed; after a
 // kill -9, the next start reconciles the leftovers and leaves exactly one
 // copy of each object.
 func TestNoLeftovers(t *testing.T) {
@@ -228,7 +228,7 @@ func TestNoLeftovers(t *testing.T) {
 		t.Fatalf("%v\n%s", err, r.Log())
 	}
 	if after := kernelState(t, l); after.total() != 0 {
-		t.Errorf("after SIGTERM: %v left behind\n%s", after, r.Log())
+		t.Errorf("after SIGINT: %v left behind\n%s", after, r.Log())
 	}
 
 	// Crash, then start again: same state as a clean start, no duplicates.
@@ -253,7 +253,7 @@ func TestNoLeftovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	if after := kernelState(t, l); after.total() != 0 {
-		t.Errorf("after the second SIGTERM: %v left behind", after)
+		t.Errorf("after the second SIGINT: %v left behind", after)
 	}
 }
 

@@ -3,7 +3,6 @@ package labrouter
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -124,15 +123,27 @@ func (r *Router) Log() string { return r.log.String() }
 // Pid returns the daemon's process id (of `ip netns exec`, which execs it).
 func (r *Router) Pid() int { return r.cmd.Process.Pid }
 
-// Stop sends SIGTERM and waits up to 10 s for a clean exit.
+// Stop sends SIGINT, which stops wanflow for good (it removes everything it
+// installed), and waits up to 10 s for a clean exit.
 func (r *Router) Stop() error {
 	defer r.cleanDir()
+	return r.stopWith(syscall.SIGINT)
+}
+
+// Handover sends SIGTERM, a planned restart: wanflow holds the LAN, writes
+// its flows next to its control socket for the next start and exits,
+// leaving its kernel objects. It waits up to 10 s for the exit. The
+// router's directory stays, so that a Start in the same directory takes the
+// flows over.
+func (r *Router) Handover() error { return r.stopWith(syscall.SIGTERM) }
+
+func (r *Router) stopWith(sig syscall.Signal) error {
 	select {
 	case <-r.done:
 		return fmt.Errorf("labrouter: wanflow had already exited: %v", r.err)
 	default:
 	}
-	_ = r.cmd.Process.Signal(syscall.SIGTERM)
+	_ = r.cmd.Process.Signal(sig)
 	select {
 	case <-r.done:
 		if r.err != nil {
@@ -142,7 +153,7 @@ func (r *Router) Stop() error {
 	case <-time.After(10 * time.Second):
 		_ = r.cmd.Process.Kill()
 		<-r.done
-		return errors.New("labrouter: wanflow did not stop within 10s of SIGTERM; killed")
+		return fmt.Errorf("labrouter: wanflow did not stop within 10s of %v; killed", sig)
 	}
 }
 

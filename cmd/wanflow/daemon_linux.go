@@ -74,8 +74,23 @@ type daemon struct {
 func runDaemon(path string, cfg *config.Config, log *slog.Logger) error {
 	d := &daemon{log: log, cfgPath: path, started: time.Now(), loaded: time.Now()}
 	d.cfgp.Store(cfg)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	// SIGTERM (systemctl stop or restart, an upgrade) hands the flows over
+	// to the next start; SIGINT (Ctrl-C) stops for good and removes
+	// everything. See handover_linux.go.
+	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
+	var handoverStop atomic.Bool
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		select {
+		case sig := <-sigs:
+			handoverStop.Store(sig == syscall.SIGTERM)
+			stop()
+		case <-ctx.Done():
+		}
+	}()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -106,10 +121,10 @@ func runDaemon(path string, cfg *config.Config, log *slog.Logger) error {
 				}
 			}
 		}
-		log.Info("wanflow stopping")
+		log.Info("wanflow stopping", "handover", handoverStop.Load())
 		sd.send("STOPPING=1")
 	}
-	if serr := d.stop(); serr != nil {
+	if serr := d.stop(err == nil && handoverStop.Load()); serr != nil {
 		err = errors.Join(err, serr)
 	}
 	return err
@@ -217,6 +232,10 @@ func (d *daemon) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Before the dataplane starts: the flows a planned restart handed over.
+	taken := d.takeHandover()
+	applyHandoverHealth(sups, taken)
+	d.handoverEvent(taken)
 	d.sup, err = supervise.New(sups, d.log, d.ring, func(v []supervise.View, c []supervise.Change) {
 		if err := d.applyViews(v, c); err != nil {
 			d.log.Error("apply uplink state", "err", err)
@@ -237,6 +256,7 @@ func (d *daemon) start(ctx context.Context) error {
 	d.sup.Kernel(st)
 	d.sup.Flush()
 	d.engine.Start()
+	d.endHold()
 	if err := d.startDHCP(ctx, lanPrefix); err != nil {
 		return err
 	}
@@ -540,13 +560,24 @@ func equalAddrs(a, b []netip.Addr) bool {
 }
 
 // stop removes everything start installed, in reverse order, and reports
-// every failure.
-func (d *daemon) stop() error {
+// every failure. With handover (a planned restart) it hands the flows over
+// instead and leaves the kernel objects to the next start.
+func (d *daemon) stop(handover bool) error {
 	// The monitor, the supervisor (probers, hooks) and the neighbour
 	// reader end with the signal's context; wait for them first, or the
 	// monitor could reinstall what is removed below.
 	d.wg.Wait()
 	var errs []error
+	if handover && d.engine != nil && d.nft != nil {
+		errs = append(errs, d.handoverStop())
+		if d.h != nil {
+			d.h.Close()
+		}
+		if d.stopLog != nil {
+			d.stopLog()
+		}
+		return errors.Join(errs...)
+	}
 	if d.engine != nil {
 		errs = append(errs, d.engine.Close())
 		d.logStats()
@@ -559,6 +590,8 @@ func (d *daemon) stop() error {
 	}
 	if d.nft != nil {
 		errs = append(errs, nftguard.Remove(d.nft, d.conf().Kernel.NFTTable))
+		d.endHold()
+		removeHandover(d.conf())
 	}
 	if d.h != nil {
 		d.h.Close()

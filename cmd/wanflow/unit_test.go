@@ -7,8 +7,9 @@ import (
 )
 
 // TestSystemdUnit checks the shipped unit against what the daemon does:
-// it notifies readiness and feeds the watchdog, reloads on SIGHUP, and its
-// config is checked before it starts.
+// it notifies readiness and feeds the watchdog, reloads on SIGHUP, its
+// config is checked before it starts, and the handover file outlives a
+// restart.
 func TestSystemdUnit(t *testing.T) {
 	b, err := os.ReadFile("../../docs/deploy/wanflow.service")
 	if err != nil {
@@ -27,6 +28,9 @@ func TestSystemdUnit(t *testing.T) {
 		"ExecReload":       "/bin/kill -HUP $MAINPID",
 		"Restart":          "always",
 		"RuntimeDirectory": "wanflow",
+		// The handover file lives there (handoverPath): it must outlive
+		// a restart.
+		"RuntimeDirectoryPreserve": "restart",
 	} {
 		if keys[k] != want {
 			t.Errorf("%s=%q, want %q", k, keys[k], want)

@@ -409,6 +409,11 @@ type Dataplane struct {
 	NATPorts PortRange `yaml:"nat_ports"`
 	// Flows sizes the flow table.
 	Flows Flows `yaml:"flows"`
+	// RestartHold is how long LAN traffic is held (dropped, not forwarded
+	// by the kernel) after a SIGTERM hands the flow table over to the next
+	// start, default 10s; if no wanflow starts within it, the fail-open
+	// fallback takes over.
+	RestartHold Duration `yaml:"restart_hold"`
 }
 
 // Flows sizes the flow table and its idle timeouts.
@@ -522,9 +527,10 @@ func Default() *Config {
 			Events:  1024,
 		},
 		Dataplane: Dataplane{
-			TUN:      "wf0",
-			MTU:      1500,
-			NATPorts: PortRange{20000, 32767},
+			TUN:         "wf0",
+			MTU:         1500,
+			NATPorts:    PortRange{20000, 32767},
+			RestartHold: Duration(10 * time.Second),
 			Flows: Flows{
 				Capacity: 262144,
 				PerHost:  16384,

@@ -99,6 +99,7 @@ var (
 		// Checks and the default of lan.dns.allow only (reported as
 		// lan.dns.allow when it changes the forwarder's clients).
 		"lan.prefixes",
+		"dataplane.restart_hold", // read when the daemon stops
 		"lan.domain",
 		"lan.dhcp.range",
 		"lan.dhcp.lease_time",

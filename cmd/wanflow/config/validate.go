@@ -635,6 +635,7 @@ func (v *validator) validateDataplane() {
 		}
 	}
 
+	v.durRange("dataplane.restart_hold", d.RestartHold, time.Second, 10*time.Minute)
 	v.intRange("dataplane.flows.capacity", d.Flows.Capacity, 1024, 1<<26)
 	v.intRange("dataplane.flows.per_host", d.Flows.PerHost, 0, 1<<26)
 	t := &d.Flows.Timeouts
