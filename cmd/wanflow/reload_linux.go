@@ -4,6 +4,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -61,6 +62,12 @@ func (d *daemon) Reload() (control.ReloadReply, error) {
 		u := next.Uplinks[i]
 		if err := d.sup.Reconfigure(i, superviseUplink(u, i, knownDNS(u, i, learned))); err != nil {
 			errs = append(errs, err.Error())
+		}
+	}
+	// Tiers and weights also order the fail-open fallback rules.
+	if fb := fallbackTables(next); !slices.Equal(fb, fallbackTables(old)) {
+		if err := d.steer.SetFallback(fb); err != nil {
+			errs = append(errs, "fallback rules: "+err.Error())
 		}
 	}
 	// The policy (weights, tiers, rules, affinity) and MTUs are rebuilt

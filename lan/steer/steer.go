@@ -132,7 +132,8 @@ type Steering struct {
 	h   *netlink.Handle
 	cfg Config
 
-	mu sync.Mutex // serialises Apply and Remove
+	mu      sync.Mutex // serialises Apply, SetFallback and Remove
+	applied bool       // Apply succeeded since the last Remove
 }
 
 // New returns a Steering that acts through h, which must not be nil; the

@@ -42,6 +42,30 @@ func (s *Steering) Apply() error {
 	if err := syncRoutes(s.h, cfg, desiredRoutes(cfg, tun.Attrs().Index)); err != nil {
 		return err
 	}
+	if err := syncRules(s.h, cfg, desiredRules(cfg)); err != nil {
+		return err
+	}
+	s.applied = true
+	return nil
+}
+
+// SetFallback replaces Config.Fallback (a reload changed the uplinks' tiers
+// or weights, hence the order LAN traffic falls back in) and, if Apply has
+// run, rewrites the fallback rules in place. On error the rules may be
+// partly rewritten; the next Apply completes them.
+func (s *Steering) SetFallback(tables []int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := s.cfg
+	next.Fallback = slices.Clone(tables)
+	cfg, err := next.withDefaults(true)
+	if err != nil {
+		return err
+	}
+	s.cfg = next
+	if !s.applied {
+		return nil
+	}
 	return syncRules(s.h, cfg, desiredRules(cfg))
 }
 
@@ -56,6 +80,7 @@ func (s *Steering) Remove() error {
 	if err != nil {
 		return err
 	}
+	s.applied = false
 	// Rules before the route: traffic stops entering the table first.
 	return errors.Join(syncRules(s.h, cfg, nil), syncRoutes(s.h, cfg, nil))
 }

@@ -368,6 +368,33 @@ func TestFallback(t *testing.T) {
 	if got, err := lookup(); err != nil || got != "dev wf0 via <nil>" {
 		t.Errorf("with the TUN: %q, %v; want dev wf0", got, err)
 	}
+	// A reload reorders the fallback rules in place: no duplicates, no
+	// other rule touched.
+	before := owned(dump(t, h))
+	if err := s.SetFallback([]int{7701, 7702}); err != nil {
+		t.Fatal(err)
+	}
+	after := owned(dump(t, h))
+	for _, want := range []string{
+		`rule  7710 from=<nil> iif="lan0" table=7701 suppress=-1 proto=167`,
+		`rule  7711 from=<nil> iif="lan0" table=7702 suppress=-1 proto=167`,
+	} {
+		if !slices.Contains(after, want) {
+			t.Errorf("after SetFallback missing %s in:\n%s", want, strings.Join(after, "\n"))
+		}
+	}
+	if len(after) != len(before) {
+		t.Errorf("SetFallback: %d objects, before %d", len(after), len(before))
+	}
+	if err := s.SetFallback([]int{7700}); err == nil {
+		t.Error("SetFallback with the TUN's table succeeded")
+	}
+	if err := s.SetFallback([]int{7702, 7701}); err != nil {
+		t.Fatal(err)
+	}
+	if got := owned(dump(t, h)); !slices.Equal(got, before) {
+		t.Errorf("SetFallback back: \n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(before, "\n"))
+	}
 	// The router's own view with the lookup mark (nftguard's fib check).
 	marked := func(dst net.IP) string {
 		rs, err := h.RouteGetWithOptions(dst, &netlink.RouteGetOptions{Mark: DefaultLookupMark})

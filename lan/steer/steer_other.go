@@ -19,3 +19,6 @@ func (s *Steering) Remove() error { return errNotSupported }
 
 // InNetNS is not supported on this GOOS.
 func InNetNS(ns netns.NsHandle, fn func() error) error { return errNotSupported }
+
+// SetFallback is not supported on this GOOS.
+func (s *Steering) SetFallback(tables []int) error { return errNotSupported }
