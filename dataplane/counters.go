@@ -161,6 +161,9 @@ type Stats struct {
 	Counters  [numCounters]uint64
 	Flows     int // flows in all shards
 	FlowStats []FlowShardStats
+	// Buffers is the number of packet buffers allocated (in use or free
+	// in the pool), each about 64 KiB.
+	Buffers int64
 }
 
 // Get returns one counter's value.

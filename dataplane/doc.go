@@ -26,7 +26,9 @@
 // Per packet there is no allocation, no fmt, no logging and no lock; per
 // batch, a worker takes each uplink socket's send lock and the TUN device's
 // write lock once. Packet buffers come from a bounded pool; what does not fit
-// (pool empty, queue full) is dropped and counted. The uplink view (addresses,
+// (pool empty, queue full) is dropped and counted. Buffers left free for a
+// whole window (Config.TrimEvery) are released, so the pool shrinks back
+// after a burst; steady traffic allocates nothing. The uplink view (addresses,
 // MTUs, availability, policy) is an immutable Snapshot loaded once per batch
 // from an atomic pointer.
 //

@@ -102,7 +102,11 @@ type Config struct {
 	QueueLen int
 	// ExpireEvery is how often a worker expires idle flows (default 1s).
 	ExpireEvery time.Duration
-	Logger      *slog.Logger
+	// TrimEvery is the window after which packet buffers that stayed
+	// unused all window long are released to the garbage collector, so
+	// memory taken by a burst comes back (default 10s).
+	TrimEvery time.Duration
+	Logger    *slog.Logger
 }
 
 // Engine is the running dataplane. Its methods are safe for concurrent use.
@@ -226,6 +230,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.ExpireEvery <= 0 {
 		cfg.ExpireEvery = time.Second
+	}
+	if cfg.TrimEvery <= 0 {
+		cfg.TrimEvery = 10 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -419,6 +426,7 @@ func (e *Engine) Stats() Stats {
 		s.FlowStats = append(s.FlowStats, fs)
 		s.Flows += fs.Flows
 	}
+	s.Buffers = e.bufs.allocated()
 	return s
 }
 

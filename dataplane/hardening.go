@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"runtime/debug"
 	"time"
 
 	"github.com/wanflow/wanflow/dataplane/packet"
@@ -157,6 +158,12 @@ func (w *worker) createFallback(s *snapshot, f *policy.Flow, key flowtable.Key, 
 // which new flows found no free NAT port — so the workers never log.
 func (e *Engine) routineReport(ctx context.Context) {
 	defer e.wg.Done()
+	// Every second: NAT port exhaustion. Every TrimEvery/20: the buffer
+	// pool's trimmer (see trimmer).
+	const trimSamples = 20
+	tr := newTrimmer(e.bufs, trimFloor, trimSamples)
+	sample := time.NewTicker(e.cfg.TrimEvery / trimSamples)
+	defer sample.Stop()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -166,9 +173,27 @@ func (e *Engine) routineReport(ctx context.Context) {
 			return
 		case <-tick.C:
 			e.reportExhausted()
+		case <-sample.C:
+			if n := tr.sample(); n > 0 {
+				e.log.Debug("dataplane: packet buffers released after a burst", "released", n, "allocated", e.bufs.allocated())
+				if n >= trimReturn {
+					// An idle daemon allocates too little to start a
+					// collection soon: free them and give the memory
+					// back to the OS now.
+					debug.FreeOSMemory()
+				}
+			}
 		}
 	}
 }
+
+// trimFloor is how many free packet buffers the trimmer always keeps (each
+// reader also holds a batch of its own): light traffic allocates nothing.
+const trimFloor = batchSize
+
+// trimReturn is the fewest released buffers (4 MiB) worth a forced
+// collection that returns their memory to the OS at once.
+const trimReturn = 64
 
 func (e *Engine) reportExhausted() {
 	s := e.snap.Load()

@@ -78,6 +78,63 @@ func (p *bufPool) Put(b []byte) {
 	}
 }
 
+// allocated returns the number of buffers the pool has made and not
+// released: the packet buffers' share of the process's memory is about
+// allocated × bufSize.
+func (p *bufPool) allocated() int64 { return p.made.Load() }
+
+// release drops up to n free buffers from the pool (the garbage collector
+// frees them) and returns how many it dropped. Get makes new ones again
+// when they are needed.
+func (p *bufPool) release(n int) int {
+	k := 0
+	for k < n {
+		select {
+		case <-p.free:
+			k++
+		default:
+			p.made.Add(-int64(k))
+			return k
+		}
+	}
+	p.made.Add(-int64(k))
+	return k
+}
+
+// trimmer shrinks a bufPool back after a burst: every sample it records the
+// fewest free buffers seen, and at the end of each window it releases
+// those that stayed free all window long, keeping floor of them. A burst
+// (bulk TCP through GRO super-packets takes thousands of 64 KiB buffers)
+// thus costs memory only while it lasts, plus one window. Not safe for
+// concurrent use: one goroutine calls sample.
+type trimmer struct {
+	pool    *bufPool
+	floor   int // free buffers always kept
+	samples int // samples per window
+	n       int // samples so far in this window
+	low     int // fewest free buffers seen in this window
+}
+
+func newTrimmer(p *bufPool, floor, samples int) *trimmer {
+	return &trimmer{pool: p, floor: floor, samples: max(samples, 1), low: len(p.free)}
+}
+
+// sample records the pool's free buffers; at the end of a window it
+// releases the surplus and returns how many buffers it released.
+func (t *trimmer) sample() int {
+	t.low = min(t.low, len(t.pool.free))
+	t.n++
+	if t.n < t.samples {
+		return 0
+	}
+	released := 0
+	if surplus := t.low - t.floor; surplus > 0 {
+		released = t.pool.release(surplus)
+	}
+	t.n, t.low = 0, len(t.pool.free)
+	return released
+}
+
 // batch carries up to batchSize packets from a reader to a worker. The
 // worker owns it (and its buffers) once received.
 type batch struct {

@@ -34,6 +34,7 @@ var (
 	descFlowsEvicted = prometheus.NewDesc("wanflow_flows_evicted_total", "Flows evicted because the table was full.", nil, nil)
 	descFlowsExpired = prometheus.NewDesc("wanflow_flows_expired_total", "Flows ended by their idle timeout.", nil, nil)
 	descNATPorts     = prometheus.NewDesc("wanflow_nat_ports_in_use", "NAT ports held by flows.", nil, nil)
+	descBuffers      = prometheus.NewDesc("wanflow_dataplane_buffers", "Packet buffers allocated (in use or free), about 64 KiB each; released after a burst.", nil, nil)
 	descDNS          = prometheus.NewDesc("wanflow_dns_queries_total", "DNS queries by outcome.", []string{"outcome"}, nil)
 	descDNSUpstream  = prometheus.NewDesc("wanflow_dns_upstream_queries_total", "Queries sent to an upstream, by uplink and result.", []string{"uplink", "server", "result"}, nil)
 	descDHCP         = prometheus.NewDesc("wanflow_dhcp_messages_total", "DHCP messages by type.", []string{"type"}, nil)
@@ -66,6 +67,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descFlowsEvicted, prometheus.CounterValue, float64(evicted))
 	ch <- prometheus.MustNewConstMetric(descFlowsExpired, prometheus.CounterValue, float64(expired))
 	ch <- prometheus.MustNewConstMetric(descNATPorts, prometheus.GaugeValue, float64(ports))
+	ch <- prometheus.MustNewConstMetric(descBuffers, prometheus.GaugeValue, float64(st.Buffers))
 	traffic, perUplink := d.engine.Traffic(), d.engine.FlowsPerUplink()
 	for i, u := range d.conf().Uplinks {
 		var t dataplane.Traffic
