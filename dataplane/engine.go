@@ -125,8 +125,10 @@ type Engine struct {
 
 	lan    []prefix4 // Config.LANPrefixes; empty: no check
 	router uint32    // Config.RouterAddr
-	// exhausted counts, per uplink index, new flows that found no free NAT
-	// port on that uplink since routineReport last looked.
+	// exhausted counts, per uplink index, packets that would have made a
+	// new flow there but found no free NAT port (each packet of a flow
+	// that could not be made counts, whether it then fell back to another
+	// uplink or was dropped), since routineReport last looked.
 	exhausted []atomic.Uint64
 
 	mu      sync.Mutex // guards ports, started, closed; serialises Update

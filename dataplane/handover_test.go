@@ -2,9 +2,11 @@ package dataplane
 
 import (
 	"errors"
+	"net/netip"
 	"slices"
 	"testing"
 
+	"github.com/wanflow/wanflow/dataplane/dptest"
 	pt "github.com/wanflow/wanflow/dataplane/packet/packettest"
 	"github.com/wanflow/wanflow/flowtable"
 )
@@ -132,5 +134,44 @@ func TestHandoverOtherWorkers(t *testing.T) {
 	}
 	if st := b.Stats(); st.Flows != ok {
 		t.Fatalf("%d flows in the engine, %d restored", st.Flows, ok)
+	}
+}
+
+// BenchmarkHandover saves the flows of an engine holding the default
+// capacity (262,144 flows over 2 workers, 8 uplinks) and restores them into a new
+// one: the dataplane's part of a planned restart's pause.
+func BenchmarkHandover(b *testing.B) {
+	const n = 262144
+	mk := func() *Engine {
+		e, err := New(Config{TUN: dptest.NewTUN(), OpenUplink: func(Uplink, flowtable.PortRange) (UplinkIO, error) { return dptest.NewUplink(), nil },
+			Workers: 2, Flows: flowtable.Config{Capacity: n, Ports: flowtable.PortRange{Lo: 10000, Hi: 65535}}, RouterAddr: netip.AddrFrom4(routerIP)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { e.Close() })
+		return e
+	}
+	a := mk()
+	for i := 0; a.Stats().Flows < n; i++ {
+		k := flowtable.Key{Src: [4]byte{10, 77, byte(i >> 16), byte(i >> 8)}, Dst: server, SrcPort: uint16(1024 + i%64000), DstPort: 443, Proto: flowtable.ProtoUDP}
+		w := a.endpointWorker(k.Src, k.SrcPort, k.Proto)
+		if _, err := a.workers[w].ft.Create(k, uint8(i%8), [4]byte{100, 64, byte(i % 8), 2}, int64(i)); err != nil && err != flowtable.ErrExists {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		saved := make([]flowtable.Saved, 0, n)
+		a.SaveFlows(func(s flowtable.Saved) { saved = append(saved, s) })
+		slices.SortFunc(saved, func(x, y flowtable.Saved) int { return int(x.LastSeen - y.LastSeen) })
+		c := mk()
+		for _, s := range saved {
+			if err := c.RestoreFlow(s); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StopTimer()
+		c.Close()
+		b.StartTimer()
 	}
 }

@@ -206,6 +206,6 @@ func (e *Engine) reportExhausted() {
 		if s != nil && i < len(s.uplinks) && s.uplinks[i].ok {
 			name = s.uplinks[i].Name
 		}
-		e.log.Warn("NAT ports exhausted on uplink "+name, "uplink", name, "index", i, "new_flows", n)
+		e.log.Warn("NAT ports exhausted on uplink "+name, "uplink", name, "index", i, "packets_without_port", n)
 	}
 }

@@ -512,7 +512,7 @@ func formatFlows(b *bytes.Buffer, rep control.FlowsReply) {
 	for _, fl := range rep.Flows {
 		tableRow(t, fl.Proto, fl.Src, fl.Dst, orDash(fl.NAT), orDash(fl.Uplink), fl.State, humanDuration(secondsDur(fl.Age)),
 			fmt.Sprintf("%d/%d", fl.PacketsOut, fl.PacketsIn),
-			humanBytes(fl.BytesOut)+"/"+humanBytes(fl.BytesIn), showWhy(fl.Reason, fl.Tier, fl.Rule))
+			humanBytes(fl.BytesOut)+"/"+humanBytes(fl.BytesIn), showWhy(fl))
 	}
 	t.Flush()
 	if rep.Truncated {
@@ -521,10 +521,13 @@ func formatFlows(b *bytes.Buffer, rep control.FlowsReply) {
 }
 
 // showWhy is "reason, tier N[, rule R]".
-func showWhy(reason string, tier int, rule string) string {
-	s := fmt.Sprintf("%s, tier %d", orDash(reason), tier)
-	if rule != "" {
-		s += ", rule " + rule
+func showWhy(fl control.Flow) string {
+	s := fmt.Sprintf("%s, tier %d", orDash(fl.Reason), fl.Tier)
+	if fl.Rule != "" {
+		s += ", rule " + fl.Rule
+	}
+	if fl.PortsFallback {
+		s += ", first choice out of NAT ports"
 	}
 	return s
 }
@@ -565,6 +568,9 @@ func formatExplain(b *bytes.Buffer, rep control.ExplainReply) {
 		placed := fmt.Sprintf("tier %d", e.Tier)
 		if e.Rule != "" {
 			placed += ", rule " + e.Rule
+		}
+		if e.PortsFallback {
+			placed += ", its first choice having no free NAT port"
 		}
 		fmt.Fprintf(b, "existing flow: pinned to %s since %s (%s ago), placed by %s (%s)\n", orDash(e.Uplink),
 			e.Created.Format(time.DateTime), humanDuration(secondsDur(e.Age)), orDash(e.Reason), placed)

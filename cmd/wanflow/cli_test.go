@@ -296,13 +296,16 @@ func testFlows() control.FlowsReply {
 			PacketsIn: 980, BytesIn: 1258291, Reason: "weighted", Tier: 1},
 		{Proto: "udp", Src: "10.77.0.11:5060", Dst: "203.0.113.20:5060", NAT: "100.64.2.2:20002", Uplink: "4g",
 			State: "udp", Age: 3.5, PacketsOut: 3, BytesOut: 900, PacketsIn: 1, BytesIn: 300, Reason: "rule-weighted", Tier: 1, Rule: "voip"},
+		{Proto: "udp", Src: "10.77.0.12:40000", Dst: "203.0.113.21:53", NAT: "100.64.3.2:20004", Uplink: "3g",
+			State: "new", Age: 1, PacketsOut: 1, BytesOut: 60, Reason: "weighted", Tier: 2, PortsFallback: true},
 	}}
 }
 
 const wantFlows = `PROTO  SRC               DST                NAT               UPLINK  STATE        AGE    PKTS     BYTES           WHY
 tcp    10.77.0.10:51000  203.0.113.10:443   100.64.1.2:51000  adsl    established  3m12s  120/980  12 KiB/1.2 MiB  weighted, tier 1
 udp    10.77.0.11:5060   203.0.113.20:5060  100.64.2.2:20002  4g      udp          3s     3/1      900 B/300 B     rule-weighted, tier 1, rule voip
-2 of 57 flows (--limit to see more)
+udp    10.77.0.12:40000  203.0.113.21:53    100.64.3.2:20004  3g      new          1s     1/0      60 B/0 B        weighted, tier 2, first choice out of NAT ports
+3 of 57 flows (--limit to see more)
 `
 
 func TestFlows(t *testing.T) {

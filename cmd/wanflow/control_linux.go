@@ -344,6 +344,7 @@ func (d *daemon) flow(cfg *config.Config, e *flowtable.Entry, now time.Time, mon
 	}
 	reason, tier, rule := dataplane.DecodeDecision(e.Decision)
 	f.Reason, f.Tier = reason.String(), tier
+	f.PortsFallback = dataplane.DecisionPortsFallback(e.Decision)
 	if rules := cfg.PolicyRules(); rule >= 0 && rule < len(rules) {
 		f.Rule = rules[rule].Name
 	}
@@ -402,6 +403,9 @@ func placedBy(f control.Flow) string {
 	s := f.Reason + " choice in tier " + strconv.Itoa(f.Tier)
 	if f.Rule != "" {
 		s += " (rule " + f.Rule + ")"
+	}
+	if f.PortsFallback {
+		s += ", its first choice having no free NAT port"
 	}
 	return s
 }

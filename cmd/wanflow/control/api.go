@@ -246,6 +246,10 @@ type Flow struct {
 	Reason string `json:"reason"`
 	Tier   int    `json:"tier"`
 	Rule   string `json:"rule,omitempty"`
+	// PortsFallback: the flow is not on the policy's first choice because
+	// that uplink had no free NAT port when the flow began; Reason and
+	// Tier describe the choice that placed it.
+	PortsFallback bool `json:"ports_fallback,omitempty"`
 }
 
 // ExplainQuery names a flow: `wanflow explain tcp 192.168.1.20:51000

@@ -164,3 +164,21 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkWriteTake writes and takes back a handover of the default flow
+// capacity (262,144 flows): the file part of a planned restart's pause.
+func BenchmarkWriteTake(b *testing.B) {
+	s := sample(262144)
+	path := filepath.Join(b.TempDir(), "handover.state")
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := Write(path, s); err != nil {
+			b.Fatal(err)
+		}
+		got, err := Take(path)
+		if err != nil || len(got.Flows) != len(s.Flows) {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(262144*recordSize)/(1<<20), "MiB/file")
+}
