@@ -111,23 +111,48 @@ func (w *worker) sweep(idx int, staleOnly bool, tcp, other Action) SweepResult {
 	return r
 }
 
-// migrate re-pins ent to the uplink the policy chooses now. It reports
+// migrate re-pins ent to the uplink the policy chooses now; when that
+// uplink has no free NAT port, to the policy's next choice, as a new flow
+// would be (the flow is then marked DecisionPortsFallback). It reports
 // false when no other uplink can take it.
 func (w *worker) migrate(s *snapshot, ent *flowtable.Entry) bool {
 	if s.policy == nil {
 		return false
 	}
 	k := ent.Key
-	d := s.policy.Choose(policy.Flow{Proto: k.Proto, Src: k.Src, Dst: k.Dst, SrcPort: k.SrcPort, DstPort: k.DstPort})
-	if d.Uplink < 0 || d.Uplink >= len(s.uplinks) || s.uplinks[d.Uplink].port == nil {
-		return false
+	f := policy.Flow{Proto: k.Proto, Src: k.Src, Dst: k.Dst, SrcPort: k.SrcPort, DstPort: k.DstPort}
+	d := s.policy.Choose(f)
+	excl := uint64(1) << (ent.Uplink & 63) // never "migrate" in place
+	fallback := false
+	for range 64 {
+		if d.Uplink < 0 || d.Uplink >= len(s.uplinks) || d.Uplink >= 64 || excl&(1<<d.Uplink) != 0 {
+			return false
+		}
+		excl |= 1 << d.Uplink
+		if s.uplinks[d.Uplink].port != nil {
+			switch err := w.ft.Repin(ent, uint8(d.Uplink), s.uplinks[d.Uplink].addr4); err {
+			case nil:
+				ent.Decision = encodeDecision(d)
+				if fallback {
+					ent.Decision |= decisionPortsFallback
+					w.count.inc(OutPortsExhaustedFallback)
+				}
+				w.count.inc(OutRepinned)
+				return true
+			case flowtable.ErrPortsExhausted:
+				w.e.exhausted[d.Uplink].Add(1)
+				fallback = true
+			default:
+				return false
+			}
+		}
+		pol := w.policyWithout(s, excl)
+		if pol == nil {
+			return false
+		}
+		d = pol.Choose(f)
 	}
-	if w.ft.Repin(ent, uint8(d.Uplink), s.uplinks[d.Uplink].addr4) != nil {
-		return false
-	}
-	ent.Decision = encodeDecision(d)
-	w.count.inc(OutRepinned)
-	return true
+	return false
 }
 
 // resetFlow sends the LAN host of TCP flow ent an RST from the remote end

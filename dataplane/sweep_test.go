@@ -7,6 +7,7 @@ import (
 
 	"github.com/wanflow/wanflow/dataplane/packet"
 	pt "github.com/wanflow/wanflow/dataplane/packet/packettest"
+	"github.com/wanflow/wanflow/flowtable"
 	"github.com/wanflow/wanflow/uplinks/policy"
 )
 
@@ -117,5 +118,43 @@ func TestRebalance(t *testing.T) {
 	}
 	if r := te.Rebalance(ActionReset, ActionMigrate); r.Migrated != 0 || r.Reset != 0 {
 		t.Fatalf("second rebalance moved flows: %+v", r)
+	}
+}
+
+// TestMigrateFallsBack: a UDP flow moved off a failed uplink whose new
+// first choice has no free NAT port goes to the policy's next choice, as a
+// new flow would, and is marked as placed by the fallback.
+func TestMigrateFallsBack(t *testing.T) {
+	te := newTestEngineWith(t, 1, func(c *Config) { c.Flows.Ports = flowtable.PortRange{Lo: 20000, Hi: 20001} })
+	// Uplink 0 carries the flow; uplink 1 (weight 1000) is the first choice
+	// once 0 fails; uplink 2 (weight 1) the next.
+	te.setUplinks(t, []uint32{1000000, 1000, 1}, []bool{true, true, true}, 0)
+	te.Start()
+	te.tun.Inject(pt.UDP(pt.IP{Src: lanHost, Dst: server}, 40000, 53, []byte("q")))
+	if idx, _ := te.sent(t); idx != 0 {
+		t.Fatalf("first flow on uplink %d, want 0", idx)
+	}
+	// Fill uplink 1's two ports: uplink 0 is unavailable meanwhile.
+	te.setUplinks(t, []uint32{1000000, 1000, 1}, []bool{false, true, true}, 0)
+	for p := uint16(41000); p < 41002; p++ {
+		te.tun.Inject(pt.UDP(pt.IP{Src: other, Dst: server}, p, 53, []byte("q")))
+		if idx, _ := te.sent(t); idx != 1 {
+			t.Fatalf("filler on uplink %d, want 1", idx)
+		}
+	}
+	res := te.FailUplink(0, false, ActionReset, ActionMigrate)
+	if res.Migrated != 1 || res.Kept != 0 {
+		t.Fatalf("sweep: %+v, want the flow migrated", res)
+	}
+	te.tun.Inject(pt.UDP(pt.IP{Src: lanHost, Dst: server}, 40000, 53, []byte("q")))
+	if idx, _ := te.sent(t); idx != 2 {
+		t.Fatalf("migrated flow on uplink %d, want 2 (uplink 1 is out of ports)", idx)
+	}
+	fl, _ := te.Flows(FlowQuery{Match: func(e *flowtable.Entry) bool { return e.Key.SrcPort == 40000 }, Limit: 1})
+	if len(fl) != 1 || !DecisionPortsFallback(fl[0].Decision) {
+		t.Fatalf("migrated flow %+v: want it marked as placed by the NAT-port fallback", fl)
+	}
+	if st := te.Stats(); st.Get(OutPortsExhaustedFallback) != 1 || st.Get(OutRepinned) != 1 {
+		t.Errorf("counters: fallback %d, repinned %d; want 1 and 1", st.Get(OutPortsExhaustedFallback), st.Get(OutRepinned))
 	}
 }
