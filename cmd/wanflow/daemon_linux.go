@@ -149,7 +149,7 @@ func (d *daemon) start(ctx context.Context) error {
 	if d.nft, err = nftables.New(); err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
-	lanPrefix, err := lanAddress(h, cfg.LAN.Interface)
+	lanPrefix, err := d.waitLANAddress(ctx, h, cfg.LAN.Interface)
 	if err != nil {
 		return err
 	}
@@ -621,6 +621,39 @@ func lanAddress(h *netlink.Handle, name string) (netip.Prefix, error) {
 		}
 	}
 	return netip.Prefix{}, fmt.Errorf("lan interface %s has no IPv4 address", name)
+}
+
+// lanWait bounds how long start waits for the LAN interface's address:
+// below systemd's default start timeout (90 s).
+const lanWait = 60 * time.Second
+
+// waitLANAddress is lanAddress, waiting up to lanWait for the interface and
+// its IPv4 address to appear: at boot the unit may start before the
+// network configuration has set the LAN address.
+func (d *daemon) waitLANAddress(ctx context.Context, h *netlink.Handle, name string) (netip.Prefix, error) {
+	deadline := time.Now().Add(lanWait)
+	logged := false
+	for {
+		p, err := lanAddress(h, name)
+		if err == nil {
+			if logged {
+				d.log.Info("LAN address appeared", "interface", name, "addr", p)
+			}
+			return p, nil
+		}
+		if time.Now().After(deadline) {
+			return p, fmt.Errorf("%w (waited %v)", err, lanWait)
+		}
+		if !logged {
+			d.log.Warn("waiting for the LAN interface's IPv4 address", "interface", name, "err", err, "up_to", lanWait)
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return p, err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // checkEphemeralPorts refuses a NAT port range that overlaps the kernel's

@@ -31,6 +31,8 @@ func TestSystemdUnit(t *testing.T) {
 		// The handover file lives there (handoverPath): it must outlive
 		// a restart.
 		"RuntimeDirectoryPreserve": "restart",
+		// A restart must not hang up links a hook brought up (pppd).
+		"KillMode": "process",
 	} {
 		if keys[k] != want {
 			t.Errorf("%s=%q, want %q", k, keys[k], want)

@@ -10,9 +10,13 @@ import (
 
 // Kinds of Event. Kind is an open set; these are the ones wanflow emits.
 const (
-	// KindState is an uplink state change (From → To), with its Cause and
-	// the time spent in the previous state as Duration.
+	// KindState is a change of an uplink's availability for new flows
+	// (From → To: "up" or "down"), with its Cause.
 	KindState = "state"
+	// KindHealth is a change of an uplink's probe verdict (From → To:
+	// "up", "degraded" or "down"), with the Cause that decided it and, as
+	// Duration, how long the run of probe rounds that decided it lasted.
+	KindHealth = "health"
 	// KindHook is one run of an uplink hook (package uplinks/hooks): Hook
 	// names it, Duration is its run time, Exit and Err its outcome.
 	KindHook = "hook"
@@ -39,20 +43,22 @@ type Event struct {
 	// Time is when the event happened; Ring.Add sets it to the current time
 	// when it is zero.
 	Time time.Time `json:"time"`
-	// Kind says what happened: KindState, KindHook, KindFailover, KindConfig.
+	// Kind says what happened: KindState, KindHealth, KindHook,
+	// KindFailover, KindConfig.
 	Kind string `json:"kind"`
 	// Uplink is the name of the uplink concerned, if any.
 	Uplink string `json:"uplink,omitempty"`
 	// Interface is the uplink's device when the event happened (ppp0).
 	Interface string `json:"interface,omitempty"`
-	// From and To are the old and new state (KindState: "up", "degraded",
-	// "down"; KindFailover: uplink names).
+	// From and To are the old and new state (KindState: "up", "down";
+	// KindHealth: "up", "degraded", "down"; KindFailover: uplink names).
 	From string `json:"from,omitempty"`
 	To   string `json:"to,omitempty"`
 	// Cause says why, in a few words ("carrier lost", "3 probes lost").
 	Cause string `json:"cause,omitempty"`
-	// Duration is the time spent in the previous state (KindState) or the
-	// run time of a hook (KindHook).
+	// Duration is how long the deciding probe rounds lasted (KindHealth),
+	// the run time of a hook (KindHook) or of a failover sweep
+	// (KindFailover).
 	Duration time.Duration `json:"duration,omitempty"`
 	// Hook is the hook that ran ("on_down", "on_up", "while_down"); valid
 	// iff Kind is KindHook.

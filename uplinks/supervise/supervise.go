@@ -73,6 +73,7 @@ type Supervisor struct {
 	probers []*health.Prober
 	stops   []func() // per prober: stop its Run and wait (nil: not running)
 	runners []*hooks.Runner
+	seen    []bool          // per uplink: evaluated at least once
 	ctx     context.Context // Run's, for probers started later
 
 	notify chan struct{} // wakes routineNotify
@@ -87,6 +88,7 @@ func New(cfg []Uplink, log *slog.Logger, ring *events.Ring, onChange func([]View
 	s := &Supervisor{log: log, ring: ring, onChange: onChange, cfg: cfg, notify: make(chan struct{}, 1)}
 	s.views = make([]View, len(cfg))
 	s.stops = make([]func(), len(cfg))
+	s.seen = make([]bool, len(cfg))
 	for i, u := range cfg {
 		s.views[i] = View{Status: uplinks.Status{Index: i, Name: u.Name}, Health: health.StateDown, WeightFactor: 1}
 		var p *health.Prober
@@ -310,7 +312,7 @@ func (s *Supervisor) healthChanged(i int, p *health.Prober, t health.Transition)
 		return // from a replaced prober, or computed before a Reset since taken effect
 	}
 	s.views[i].Health = t.To
-	s.ring.Add(events.Event{Kind: "health", Uplink: s.cfg[i].Name, From: t.From.String(), To: t.To.String(), Cause: t.Cause, Duration: t.Since})
+	s.ring.Add(events.Event{Kind: events.KindHealth, Uplink: s.cfg[i].Name, From: t.From.String(), To: t.To.String(), Cause: t.Cause, Duration: t.Since})
 	s.reevaluate(i, t.Cause, false)
 }
 
@@ -336,7 +338,7 @@ func (s *Supervisor) reevaluate(i int, cause string, readdressed bool) {
 		if v.Available {
 			state = "up"
 		}
-		s.ring.Add(events.Event{Kind: "state", Uplink: s.cfg[i].Name, From: onOff(was), To: state, Cause: cause})
+		s.ring.Add(events.Event{Kind: events.KindState, Uplink: s.cfg[i].Name, From: onOff(was), To: state, Cause: cause})
 		if r := s.runners[i]; r != nil {
 			if v.Available {
 				r.Up()
@@ -345,6 +347,21 @@ func (s *Supervisor) reevaluate(i int, cause string, readdressed bool) {
 			}
 		}
 	}
+	if !s.seen[i] && !v.Available {
+		// Not available from the start (a PPP device not dialled yet, a
+		// modem not plugged in): that is a down state too, so its hooks
+		// run — on_down, then while_down every retry: the redial.
+		if cause == "" {
+			cause = kernelCause(v.Status)
+			if v.Status.Available {
+				cause = "probes down at start"
+			}
+		}
+		if r := s.runners[i]; r != nil {
+			r.Down(cause)
+		}
+	}
+	s.seen[i] = true
 	if !c.Lost && !c.Gained && !c.Readdressed && !c.Reweighted {
 		return
 	}

@@ -190,3 +190,56 @@ func TestReconfigure(t *testing.T) {
 		t.Errorf("probing not turned off (err %v)", err)
 	}
 }
+
+// TestDownAtStartRunsHooks: an uplink that is not available when wanflow
+// starts (a PPP device not dialled yet) is down from the start: on_down
+// runs and while_down repeats every retry (the 3G redial) until it comes
+// up. An uplink available at start runs no down hook.
+func TestDownAtStartRunsHooks(t *testing.T) {
+	dir := t.TempDir()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ring := events.NewRing(64)
+	rec := &recorder{}
+	spec := func(name string) hooks.Spec {
+		p := filepath.Join(dir, name)
+		return hooks.Spec{OnDown: "touch " + p + "-down", WhileDown: "/bin/sh -c 'echo x >> " + p + "-redial'", Retry: 100 * time.Millisecond, Shell: false}
+	}
+	sup, err := New([]Uplink{{Name: "3g", Hooks: spec("3g")}, {Name: "adsl", Hooks: spec("adsl")}}, log, ring, rec.on)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { sup.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	gone := status(0, "3g", false, false, "")
+	gone.Ifindex = 0
+	sup.Kernel([]uplinks.Status{gone, status(1, "adsl", true, true, "192.0.2.1")})
+	sup.Flush()
+	redials := func(name string) int {
+		b, _ := os.ReadFile(filepath.Join(dir, name+"-redial"))
+		return strings.Count(string(b), "x")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for redials("3g") < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("while_down ran %d times in 5 s for an uplink down since the start, want ≥ 3", redials("3g"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "3g-down")); err != nil {
+		t.Errorf("on_down did not run for an uplink down since the start: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "adsl-down")); err == nil || redials("adsl") != 0 {
+		t.Error("down hooks ran for an uplink available at start")
+	}
+	// It comes up: the redial stops.
+	sup.Kernel([]uplinks.Status{status(0, "3g", true, true, "10.64.64.1"), status(1, "adsl", true, true, "192.0.2.1")})
+	sup.Flush()
+	time.Sleep(300 * time.Millisecond)
+	n := redials("3g")
+	time.Sleep(400 * time.Millisecond)
+	if m := redials("3g"); m != n {
+		t.Errorf("while_down ran %d more times after the uplink came up", m-n)
+	}
+}

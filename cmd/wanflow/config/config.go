@@ -202,7 +202,8 @@ type Uplink struct {
 	// OnUp is a command run once when the uplink comes back up.
 	OnUp string `yaml:"on_up"`
 	// WhileDown is a command run when the uplink goes down and re-run every
-	// Retry while it stays down, e.g. "wvdial 3g" to redial a 3G dongle.
+	// Retry while it stays down, e.g. "pon 3g" to redial a 3G dongle; an
+	// uplink not available at start is down from the start.
 	WhileDown string `yaml:"while_down"`
 	// Retry is the period of WhileDown, 1s..24h, default 30s.
 	Retry Duration `yaml:"retry"`
@@ -345,9 +346,9 @@ type Probes struct {
 	// MinOK targets of a round must answer for the round to succeed,
 	// 1..len(Targets), default 1.
 	MinOK int `yaml:"min_ok"`
-	// Interval between rounds, default 500ms.
+	// Interval between rounds, default 200ms.
 	Interval Duration `yaml:"interval"`
-	// Timeout of one probe, default 1s.
+	// Timeout of one probe, default 400ms.
 	Timeout Duration `yaml:"timeout"`
 	// DownAfter consecutive failed rounds mark the uplink down, default 3.
 	DownAfter int `yaml:"down_after"`
