@@ -531,6 +531,7 @@ func (d *daemon) act(cfg *config.Config, c supervise.Change) {
 		r := d.engine.FailUplink(c.Index, false, tcp, udp)
 		d.ring.Add(events.Event{Kind: events.KindFailover, Uplink: u.Name, Cause: c.Cause, Duration: time.Since(start),
 			Detail: fmt.Sprintf("tcp %s, udp %s: %d reset, %d migrated, %d kept, %d ended", tcp, udp, r.Reset, r.Migrated, r.Kept, r.Ended)})
+		d.dropParked(c.Index)
 		return
 	}
 	if c.Readdressed {
@@ -544,6 +545,52 @@ func (d *daemon) act(cfg *config.Config, c supervise.Change) {
 		r := d.engine.Rebalance(dataplane.ActionReset, dataplane.ActionMigrate)
 		d.ring.Add(events.Event{Kind: events.KindFailover, Uplink: u.Name, Cause: "preempt: " + c.Cause,
 			Detail: fmt.Sprintf("%d reset, %d migrated back", r.Reset, r.Migrated)})
+	}
+}
+
+// dropParked discards the packets the kernel still holds for uplink idx
+// after it lost its carrier. What the dataplane sent through the uplink
+// between the carrier loss and the failover did not leave: the kernel
+// evicts a device's neighbour entries on carrier loss, so each such packet
+// waits behind an unresolved (INCOMPLETE) entry — the gateway's, or, once
+// the uplink's routes are gone, the remote's own (a raw socket bound to a
+// device treats an unrouted destination as on-link). If the carrier
+// returns before the entry gives up (its last ARP probe, about 2 s later
+// with the defaults mcast_solicit 3 and retrans_time 1 s), those packets
+// leave late with NAT mappings the failover has released, and their
+// replies are dropped as dataplane_in_drop_no_flow (or, once a port is
+// reused, could reach another flow). Deleting an INCOMPLETE entry frees
+// its queue. Called after FailUplink: every worker has then finished the
+// batch it had under the old snapshot, so nothing more is sent through
+// the uplink. d.mu is held (d.status, d.h).
+func (d *daemon) dropParked(idx int) {
+	var s uplinks.Status
+	for _, st := range d.status {
+		if st.Index == idx {
+			s = st
+		}
+	}
+	if s.Carrier || s.Ifindex <= 0 || !s.HasMAC || d.h == nil {
+		return
+	}
+	neighs, err := d.h.NeighList(s.Ifindex, netlink.FAMILY_V4)
+	if err != nil {
+		d.log.Warn("list neighbours of a failed uplink", "uplink", s.Name, "err", err)
+		return
+	}
+	n := 0
+	for i := range neighs {
+		if neighs[i].State&netlink.NUD_INCOMPLETE == 0 {
+			continue
+		}
+		if err := d.h.NeighDel(&neighs[i]); err != nil && !errors.Is(err, syscall.ENOENT) {
+			d.log.Warn("drop parked packets", "uplink", s.Name, "neighbour", neighs[i].IP, "err", err)
+			continue
+		}
+		n++
+	}
+	if n > 0 {
+		d.log.Debug("dropped packets parked behind unresolved neighbours", "uplink", s.Name, "neighbours", n)
 	}
 }
 
