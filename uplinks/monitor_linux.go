@@ -18,7 +18,8 @@ import (
 //
 // It subscribes (in Config.NetNS) to link, IPv4 address, IPv4 route and
 // IPv4 rule notifications, then reconciles at once and again about 20 ms
-// after the first of any burst of relevant notifications: a change of an
+// after the first of any burst of relevant notifications (at once when an
+// uplink device loses its carrier, is set down or deleted): a change of an
 // uplink device (carrier, up/down, MTU, creation or deletion — a PPP device
 // that vanishes and comes back under the same name is picked up), any IPv4
 // address change, a change of a main table default route (a gateway learnt
@@ -42,10 +43,14 @@ func (m *Manager) Run(ctx context.Context, onChange func([]Status)) error {
 	if m.h == nil {
 		return errNoHandle
 	}
-	kick := make(chan struct{}, 1)
-	trigger := func() {
+	kick, urgentKick := make(chan struct{}, 1), make(chan struct{}, 1)
+	trigger := func(urgent bool) {
+		c := kick
+		if urgent {
+			c = urgentKick
+		}
 		select {
-		case kick <- struct{}{}:
+		case c <- struct{}{}:
 		default:
 		}
 	}
@@ -69,6 +74,11 @@ func (m *Manager) Run(ctx context.Context, onChange func([]Status)) error {
 			})
 		},
 		relevant: func(u netlink.LinkUpdate) bool { return u.Link != nil && names[u.Attrs().Name] },
+		// An uplink device that lost its carrier, was set down or deleted
+		// is down whatever follows: no reason to wait for the burst.
+		urgent: func(u netlink.LinkUpdate) bool {
+			return u.Header.Type == unix.RTM_DELLINK || u.IfInfomsg.Flags&unix.IFF_UP == 0 || u.IfInfomsg.Flags&unix.IFF_LOWER_UP == 0
+		},
 	})
 	if err == nil {
 		err = startWatch(wctx, m, &wg, trigger, watch[netlink.AddrUpdate]{
@@ -137,6 +147,8 @@ func (m *Manager) Run(ctx context.Context, onChange func([]Status)) error {
 			return nil
 		case <-kick:
 			schedule(m.debounce)
+		case <-urgentKick:
+			schedule(0)
 		case <-resync.C:
 			schedule(0)
 		case <-timer.C:
@@ -180,10 +192,13 @@ type watch[T any] struct {
 	open func(ch chan<- T, done <-chan struct{}, cb func(error)) error
 	// relevant reports whether an update calls for a reconcile.
 	relevant func(T) bool
+	// urgent (may be nil) reports whether a relevant update calls for a
+	// reconcile at once rather than after the debounce.
+	urgent func(T) bool
 }
 
 // startWatch opens w's subscription and starts routineWatch to serve it.
-func startWatch[T any](ctx context.Context, m *Manager, wg *sync.WaitGroup, trigger func(), w watch[T]) error {
+func startWatch[T any](ctx context.Context, m *Manager, wg *sync.WaitGroup, trigger func(urgent bool), w watch[T]) error {
 	ch, done := make(chan T, 64), make(chan struct{})
 	if err := w.open(ch, done, m.subscriptionError(ctx, w.name)); err != nil {
 		return fmt.Errorf("uplinks: subscribe to %s notifications: %w", w.name, err)
@@ -198,7 +213,7 @@ func startWatch[T any](ctx context.Context, m *Manager, wg *sync.WaitGroup, trig
 // subscription dies; a resubscription triggers a reconcile, since updates
 // were lost. Before returning it waits for the netlink library's goroutine
 // to close the channel.
-func routineWatch[T any](ctx context.Context, m *Manager, wg *sync.WaitGroup, trigger func(), w watch[T], ch chan T, done chan struct{}) {
+func routineWatch[T any](ctx context.Context, m *Manager, wg *sync.WaitGroup, trigger func(urgent bool), w watch[T], ch chan T, done chan struct{}) {
 	defer wg.Done()
 	backoff := 50 * time.Millisecond
 	for {
@@ -210,7 +225,7 @@ func routineWatch[T any](ctx context.Context, m *Manager, wg *sync.WaitGroup, tr
 					break serve
 				}
 				if w.relevant(u) {
-					trigger()
+					trigger(w.urgent != nil && w.urgent(u))
 				}
 			case <-ctx.Done():
 				close(done)
@@ -236,7 +251,7 @@ func routineWatch[T any](ctx context.Context, m *Manager, wg *sync.WaitGroup, tr
 			m.log.Warn("uplinks: resubscribe failed", "kind", w.name, "err", err)
 			backoff = min(2*backoff, 5*time.Second)
 		}
-		trigger()
+		trigger(false)
 	}
 }
 
