@@ -127,7 +127,11 @@ func FlowRate(ctx context.Context, bin string, o FlowRateOptions, w io.Writer) (
 	defer run.Close()
 
 	var out []FlowRateResult
-	err = scenEachRouter(ctx, l, bin, scenDaemonOptions{}, w, func(router string, d *scenDaemon) error {
+	// One LAN host makes every flow of both measurements (20,000 with the
+	// defaults, TCP ones lingering closed for minutes): no per-host limit,
+	// or the second measurement would run into it.
+	opts := scenDaemonOptions{Extra: "dataplane:\n  flows:\n    per_host: 0\n"}
+	err = scenEachRouter(ctx, l, bin, opts, w, func(router string, d *scenDaemon) error {
 		drops := func() (map[string]uint64, error) {
 			if d == nil {
 				return nil, nil
