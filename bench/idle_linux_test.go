@@ -11,7 +11,6 @@ import (
 
 	"github.com/wanflow/wanflow/bench/lab"
 	"github.com/wanflow/wanflow/bench/lab/labtest"
-	"github.com/wanflow/wanflow/bench/labrouter"
 	"github.com/wanflow/wanflow/cmd/wanflow/control"
 )
 
@@ -54,20 +53,7 @@ func TestIdleRSS(t *testing.T) {
 	}
 	fmt.Fprintf(&b, "control:\n  socket: %s\n", sock)
 
-	r, err := labrouter.Start(l, bin, dir, b.String(), nil, 15*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if !r.Exited() {
-			if err := r.Stop(); err != nil {
-				t.Errorf("stop wanflow: %v", err)
-			}
-		}
-		if t.Failed() {
-			t.Logf("config:\n%s\nwanflow log:\n%s", b.String(), r.Log())
-		}
-	})
+	r := startRouterWith(t, l, bin, b.String(), nil)
 	pid := r.Pid()
 	if err := memCheckExe(pid, bin); err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,8 +46,15 @@ func TestMain(m *testing.M) {
 // (SIGINT: for good) when the test ends; a test that failed gets the daemon's log.
 func startRouter(t *testing.T, l *lab.Lab, yaml string) *labrouter.Router {
 	t.Helper()
+	return startRouterWith(t, l, wanflowBin, yaml, nil)
+}
+
+// startRouterWith is startRouter with another binary (bin) and the daemon's
+// output copied to logw (nil: none).
+func startRouterWith(t *testing.T, l *lab.Lab, bin, yaml string, logw io.Writer) *labrouter.Router {
+	t.Helper()
 	labtest.RequireRoot(t)
-	r, err := labrouter.Start(l, wanflowBin, t.TempDir(), yaml, nil, 15*time.Second)
+	r, err := labrouter.Start(l, bin, t.TempDir(), yaml, logw, 15*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +65,7 @@ func startRouter(t *testing.T, l *lab.Lab, yaml string) *labrouter.Router {
 			}
 		}
 		if t.Failed() {
-			t.Logf("wanflow log:\n%s", r.Log())
+			t.Logf("config:\n%s\nwanflow log:\n%s", yaml, r.Log())
 		}
 	})
 	return r

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"regexp"
@@ -98,7 +97,7 @@ func TestNATExhaust(t *testing.T) {
 		fmt.Sprintf("rules:\n  - name: pinned\n    proto: tcp\n    dst_ports: [\"%d\"]\n    uplinks: [%s]\n", lab.AltEchoPort, l.Uplinks[0].Name)
 	balance := labrouter.Options{Weights: []int{2, 1, 1}, Tiers: []int{1, 1, 1}, Extra: extra}
 	logs := &logLines{re: natLogKeep}
-	r := startRouterLog(t, l, labrouter.ConfigYAML(l, balance), logs)
+	r := startRouterWith(t, l, wanflowBin, labrouter.ConfigYAML(l, balance), logs)
 	x := newNATExhaust(t, l, r, logs)
 	x.waitAvailable()
 	if w := logs.matching(natTimeoutWarning); len(w) != 1 {
@@ -960,24 +959,4 @@ func (w *logLines) matching(re *regexp.Regexp) []string {
 		}
 	}
 	return out
-}
-
-// startRouterLog is startRouter with the daemon's output copied to logw.
-func startRouterLog(t *testing.T, l *lab.Lab, yaml string, logw io.Writer) *labrouter.Router {
-	t.Helper()
-	r, err := labrouter.Start(l, wanflowBin, t.TempDir(), yaml, logw, 15*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if !r.Exited() {
-			if err := r.Stop(); err != nil {
-				t.Errorf("stop wanflow: %v", err)
-			}
-		}
-		if t.Failed() {
-			t.Logf("wanflow log:\n%s", r.Log())
-		}
-	})
-	return r
 }

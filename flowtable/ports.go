@@ -93,6 +93,13 @@ func (t *Table) acquire(src [4]byte, srcPort uint16, proto, uplink uint8) (int32
 	if preserved {
 		t.stats.PortsPreserved++
 	}
+	return t.newMapping(h, src, srcPort, proto, uplink, port), nil
+}
+
+// newMapping stores a mapping with one reference for a port already taken
+// from its pool and indexes it under h. A free slot must exist (the
+// callers check mapFree and mapHW).
+func (t *Table) newMapping(h uint32, src [4]byte, srcPort uint16, proto, uplink uint8, port uint16) int32 {
 	var mi int32
 	if t.mapFree >= 0 {
 		mi = t.mapFree
@@ -107,7 +114,7 @@ func (t *Table) acquire(src [4]byte, srcPort uint16, proto, uplink uint8) (int32
 	*t.mappingAt(mi) = mapping{src: src, srcPort: srcPort, natPort: port, proto: proto, uplink: uplink, refs: 1}
 	t.mapIdx.insert(h, mi)
 	t.mappings++
-	return mi, nil
+	return mi
 }
 
 // release drops a reference on mapping mi, freeing it and its port when it

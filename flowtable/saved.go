@@ -88,15 +88,9 @@ func (t *Table) Restore(s Saved) (*Entry, error) {
 		t.stats.Full++
 		return nil, ErrFull
 	}
-	var host, hslot uint32
-	var hfound bool
-	if t.hostMax > 0 {
-		host = be32(k.Src)
-		hslot, hfound = t.hostFind(host)
-		if hfound && int(uint32(t.hosts.slots[hslot])) >= t.hostMax {
-			t.stats.HostLimited++
-			return nil, ErrHostLimit
-		}
+	hslot, hfound, err := t.hostRoom(k.Src)
+	if err != nil {
+		return nil, err
 	}
 	mi, err := t.acquirePort(k.Src, k.SrcPort, k.Proto, s.Uplink, s.NATPort)
 	if err != nil {
@@ -129,19 +123,7 @@ func (t *Table) Restore(s Saved) (*Entry, error) {
 	if k.Proto != ProtoTCP {
 		e.tcp = 0
 	}
-	t.fwd.insert(t.hash.key(&k), idx)
-	t.rev.insert(t.hash.reply(&rk), idx)
-	t.pushHead(e)
-	t.n++
-	t.perUp[s.Uplink]++
-	if t.hostMax > 0 {
-		if hfound {
-			t.hosts.slots[hslot]++
-		} else {
-			t.hosts.slots[hslot] = uint64(host)<<32 | 1
-			t.hosts.n++
-		}
-	}
+	t.link(e, &rk, hslot, hfound)
 	return e, nil
 }
 
@@ -173,19 +155,5 @@ func (t *Table) acquirePort(src [4]byte, srcPort uint16, proto, uplink uint8, po
 	}
 	pl.bits[b>>6] |= 1 << (b & 63)
 	pl.free--
-	var mi int32
-	if t.mapFree >= 0 {
-		mi = t.mapFree
-		t.mapFree = t.mappingAt(mi).refs
-	} else {
-		mi = t.mapHW
-		if c := int(mi >> chunkShift); c == len(t.mapChunks) {
-			t.mapChunks = append(t.mapChunks, make([]mapping, min(chunkSize, int(t.mapCap)-c<<chunkShift)))
-		}
-		t.mapHW++
-	}
-	*t.mappingAt(mi) = mapping{src: src, srcPort: srcPort, natPort: port, proto: proto, uplink: uplink, refs: 1}
-	t.mapIdx.insert(h, mi)
-	t.mappings++
-	return mi, nil
+	return t.newMapping(h, src, srcPort, proto, uplink, port), nil
 }

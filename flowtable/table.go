@@ -254,15 +254,9 @@ func (t *Table) Create(k Key, uplink uint8, natAddr [4]byte, now int64) (*Entry,
 	}
 	// The host's count slot (or the empty slot where it goes), found once;
 	// found again only if an eviction below moved it.
-	var host, hslot uint32
-	var hfound bool
-	if t.hostMax > 0 {
-		host = be32(k.Src)
-		hslot, hfound = t.hostFind(host)
-		if hfound && int(uint32(t.hosts.slots[hslot])) >= t.hostMax {
-			t.stats.HostLimited++
-			return nil, ErrHostLimit
-		}
+	hslot, hfound, err := t.hostRoom(k.Src)
+	if err != nil {
+		return nil, err
 	}
 	// Take the mapping reference before evicting, so that eviction cannot
 	// release the mapping this flow is about to share.
@@ -288,7 +282,7 @@ func (t *Table) Create(k Key, uplink uint8, natAddr [4]byte, now int64) (*Entry,
 			return nil, ErrFull
 		}
 		if t.hostMax > 0 {
-			hslot, hfound = t.hostFind(host)
+			hslot, hfound = t.hostFind(be32(k.Src))
 		}
 	}
 	idx := t.allocEntry()
@@ -313,21 +307,43 @@ func (t *Table) Create(k Key, uplink uint8, natAddr [4]byte, now int64) (*Entry,
 		Created:  now,
 		LastSeen: t.clock,
 	}
-	t.fwd.insert(t.hash.key(&k), idx)
-	t.rev.insert(t.hash.reply(&rk), idx)
+	t.link(e, &rk, hslot, hfound)
+	t.stats.Created++
+	return e, nil
+}
+
+// hostRoom returns the count slot of host src (or the empty slot where it
+// goes) and ErrHostLimit, counted, when the host has hostMax flows already.
+// Without a per-host limit it does nothing.
+func (t *Table) hostRoom(src [4]byte) (slot uint32, found bool, err error) {
+	if t.hostMax == 0 {
+		return 0, false, nil
+	}
+	slot, found = t.hostFind(be32(src))
+	if found && int(uint32(t.hosts.slots[slot])) >= t.hostMax {
+		t.stats.HostLimited++
+		return slot, found, ErrHostLimit
+	}
+	return slot, found, nil
+}
+
+// link makes the filled entry e (reply key rk) a live flow: indexed both
+// ways, at the head of its class's list, counted per uplink and per host
+// (at the slot hostRoom returned).
+func (t *Table) link(e *Entry, rk *ReplyKey, hslot uint32, hfound bool) {
+	t.fwd.insert(t.hash.key(&e.Key), e.idx)
+	t.rev.insert(t.hash.reply(rk), e.idx)
 	t.pushHead(e)
 	t.n++
-	t.perUp[uplink]++
+	t.perUp[e.Uplink]++
 	if t.hostMax > 0 {
 		if hfound {
 			t.hosts.slots[hslot]++
 		} else {
-			t.hosts.slots[hslot] = uint64(host)<<32 | 1
+			t.hosts.slots[hslot] = uint64(be32(e.Key.Src))<<32 | 1
 			t.hosts.n++
 		}
 	}
-	t.stats.Created++
-	return e, nil
 }
 
 func initialClass(proto uint8) uint8 {

@@ -38,25 +38,7 @@ func TestHold(t *testing.T) {
 	}
 	guard := dump(t, conn)
 
-	var srv *net.UDPConn
-	if err := i.Do(func() error {
-		var err error
-		srv, err = net.ListenUDP("udp4", &net.UDPAddr{Port: 7})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	go func() {
-		buf := make([]byte, 64)
-		for {
-			n, from, err := srv.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			srv.WriteToUDPAddrPort(buf[:n], from)
-		}
-	}()
+	udpEchoServer(t, i)
 	// answered sends one datagram from a new LAN port and waits 300 ms.
 	port := 41000
 	answered := func() bool {

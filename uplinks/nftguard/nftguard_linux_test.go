@@ -476,25 +476,7 @@ func TestMasquerade(t *testing.T) {
 	}
 
 	// The ISP's server answers each datagram with the address it saw.
-	var srv *net.UDPConn
-	if err := i.Do(func() error {
-		var err error
-		srv, err = net.ListenUDP("udp4", &net.UDPAddr{Port: 7})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	go func() {
-		buf := make([]byte, 64)
-		for {
-			_, from, err := srv.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			srv.WriteToUDPAddrPort([]byte(from.String()), from)
-		}
-	}()
+	udpEchoServer(t, i)
 	seen := func(lport int, dst string) (string, error) {
 		var got string
 		err := lanNS.Do(func() error {
@@ -537,4 +519,29 @@ func TestMasquerade(t *testing.T) {
 			t.Errorf("fail-open rule counted %d packets, want 1 (the first of the flow)", c.Packets)
 		}
 	}
+}
+
+// udpEchoServer runs, until the test ends, a UDP server on port 7 in ns
+// that answers each datagram with the source address:port it saw.
+func udpEchoServer(t *testing.T, ns *nstest.NS) {
+	t.Helper()
+	var srv *net.UDPConn
+	if err := ns.Do(func() error {
+		var err error
+		srv, err = net.ListenUDP("udp4", &net.UDPAddr{Port: 7})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			_, from, err := srv.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			srv.WriteToUDPAddrPort([]byte(from.String()), from)
+		}
+	}()
 }
