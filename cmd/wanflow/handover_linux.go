@@ -6,11 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/wanflow/wanflow/cmd/wanflow/config"
@@ -18,7 +16,6 @@ import (
 	"github.com/wanflow/wanflow/dataplane"
 	"github.com/wanflow/wanflow/flowtable"
 	"github.com/wanflow/wanflow/uplinks/events"
-	"github.com/wanflow/wanflow/uplinks/health"
 	"github.com/wanflow/wanflow/uplinks/nftguard"
 	"github.com/wanflow/wanflow/uplinks/supervise"
 )
@@ -111,27 +108,6 @@ func (d *daemon) handoverState() *handover.State {
 	return st
 }
 
-// restored is what the start took from a handover file.
-type restored struct {
-	ok      bool          // a usable file was there
-	age     time.Duration // since it was written
-	flows   int           // flows restored
-	refused map[string]int
-	health  map[string]health.State // by uplink name
-}
-
-func (r restored) String() string {
-	var parts []string
-	for _, k := range slices.Sorted(maps.Keys(r.refused)) {
-		parts = append(parts, fmt.Sprintf("%d %s", r.refused[k], k))
-	}
-	s := fmt.Sprintf("%d flows restored from a handover written %v before", r.flows, r.age.Round(time.Millisecond))
-	if len(parts) > 0 {
-		s += "; refused: " + strings.Join(parts, ", ")
-	}
-	return s
-}
-
 // takeHandover restores the flows of a handover file into the engine, which
 // must not have started, and returns what it did. A file whose hold has
 // ended is discarded: the fail-open fallback has carried the LAN since.
@@ -146,7 +122,7 @@ func (d *daemon) takeHandover() restored {
 	if st == nil {
 		return restored{}
 	}
-	r := restored{age: max(time.Since(st.Written), 0), refused: map[string]int{}, health: map[string]health.State{}}
+	r := restored{age: max(time.Since(st.Written), 0)}
 	// Once the hold has timed out, the fail-open fallback has carried the
 	// LAN (masqueraded, with other source ports): the flows are stale.
 	holding, _, err := nftguard.Holding(d.nft, cfg.Kernel.NFTTable)
@@ -155,41 +131,11 @@ func (d *daemon) takeHandover() restored {
 			"file", path, "age", r.age.Round(time.Millisecond), "hold", hold, "err", err)
 		return restored{}
 	}
-	r.ok = true
-	index := map[string]int{}
+	names := make([]string, len(cfg.Uplinks))
 	for i, u := range cfg.Uplinks {
-		index[u.Name] = i
+		names[i] = u.Name
 	}
-	newIdx := make([]int, len(st.Uplinks))
-	for i, u := range st.Uplinks {
-		j, ok := index[u.Name]
-		if !ok {
-			j = -1
-		} else if u.Health <= uint8(health.StateUp) {
-			r.health[u.Name] = health.State(u.Health)
-		}
-		newIdx[i] = j
-	}
-	now, gap := dataplane.Now(), int64(r.age)
-	for _, s := range st.Flows {
-		j := newIdx[s.Uplink]
-		if j < 0 {
-			r.refused["uplink no longer configured"]++
-			continue
-		}
-		s.Uplink = uint8(j)
-		s.Created, s.LastSeen = now-gap-s.Created, now-gap-s.LastSeen
-		switch err := d.engine.RestoreFlow(s); {
-		case err == nil:
-			r.flows++
-		case errors.Is(err, flowtable.ErrConflict):
-			r.refused["NAT port of another worker or endpoint"]++
-		case errors.Is(err, flowtable.ErrFull), errors.Is(err, flowtable.ErrHostLimit):
-			r.refused["over capacity or per-host limit"]++
-		default:
-			r.refused["invalid"]++
-		}
-	}
+	r = restoreFlows(st, names, r.age, dataplane.Now(), d.engine.RestoreFlow)
 	d.log.Info("handover: "+r.String(), "file", path, "workers_before", st.Workers, "workers", d.engine.Workers())
 	return r
 }
