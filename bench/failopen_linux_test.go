@@ -180,6 +180,32 @@ func TestFailOpen(t *testing.T) {
 		t.Errorf("after kill -9 the server saw %v for %v, want an uplink address with the port kept (kernel masquerade)", seen, local)
 	}
 	expectPath("after kill -9", viaKernel)
+	// A LAN flow whose source port lies in the NAT range: the guard drops
+	// the kernel's copy of NAT replies only while wf0 exists, so the
+	// masquerade's replies reach it too.
+	if err := host.Do(func() error {
+		c, err := net.DialUDP("udp4", &net.UDPAddr{Port: 25001}, net.UDPAddrFromAddrPort(udpDst))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		buf := make([]byte, 256)
+		for range 5 {
+			c.Write([]byte("x"))
+			c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			if n, err := c.Read(buf); err == nil {
+				seen, _ := netip.ParseAddrPort(strings.TrimSuffix(string(buf[:n]), " x"))
+				if !uplinkAddr[seen.Addr()] || seen.Port() != 25001 {
+					t.Errorf("after kill -9, from port 25001 (NAT range): server saw %v, want an uplink address and port 25001", seen)
+				}
+				return nil
+			}
+		}
+		t.Error("after kill -9, a LAN flow from port 25001 (inside the NAT range) got no answer")
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	// The dataplane's LAN<->TUN traffic was never in conntrack (nftguard's
 	// notrack chain), so the long flow gets a fresh, masqueraded entry too.
 	if seen := exchange(); !viaKernel(longLocal, seen) {

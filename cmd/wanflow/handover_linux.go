@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -52,8 +53,12 @@ func (d *daemon) handoverStop() error {
 	cfg := d.conf()
 	hold := time.Duration(cfg.Dataplane.RestartHold)
 	var errs []error
+	d.mu.Lock()
+	addrs := append([]netip.Addr(nil), d.lastAddr...)
+	d.mu.Unlock()
 	if err := nftguard.Hold(d.nft, nftguard.HoldConfig{
-		Table: cfg.Kernel.NFTTable, LAN: []string{cfg.LAN.Interface}, Uplinks: uplinkInterfaces(cfg), Timeout: hold,
+		Table: cfg.Kernel.NFTTable, LAN: []string{cfg.LAN.Interface}, Uplinks: uplinkInterfaces(cfg),
+		Addrs: addrs, Ports: [2]uint16{d.ports.Lo, d.ports.Hi}, Timeout: hold,
 	}); err != nil {
 		errs = append(errs, fmt.Errorf("hold the LAN: %w", err))
 	}

@@ -13,8 +13,9 @@
 //		set uplink_ifaces { type ifname; elements = { <uplink interfaces> } }
 //		chain prerouting {
 //			type filter hook prerouting priority raw; policy accept;
-//			ip daddr @uplink_addrs tcp dport <lo>-<hi> counter drop
-//			ip daddr @uplink_addrs udp dport <lo>-<hi> counter drop
+//			# with a TUN (fail-open): only while the TUN routes
+//			ip daddr @uplink_addrs tcp dport <lo>-<hi> [fib saddr . mark(<LookupMark>) oifname <TUN>] counter drop
+//			ip daddr @uplink_addrs udp dport <lo>-<hi> [fib saddr . mark(<LookupMark>) oifname <TUN>] counter drop
 //		}
 //		chain postrouting {
 //			type nat hook postrouting priority srcnat; policy accept;
@@ -61,11 +62,14 @@
 // firewall relying on conntrack sees them as before.
 //
 // The masquerade keeps source ports, so a LAN flow whose port lies in the
-// NAT range has its replies dropped by the prerouting chain while wanflow
-// is down; common hosts use ephemeral ports above the default range.
-// ("masquerade to :<ports>" would move them out, but needs
-// NF_NAT_RANGE_PROTO_SPECIFIED, which google/nftables v0.3.0 does not send
-// with a port range.)
+// NAT range gets replies on that range. With a TUN, the prerouting chain
+// therefore drops the kernel's copy only while the TUN exists (the FIB,
+// asked about the reply's remote with LookupMark, answers the TUN): after
+// a crash those replies reach the kernel, which de-NATs the masqueraded
+// flows and answers replies to the dead dataplane's mappings with a reset,
+// telling their remotes at once that the connection is gone. Between a
+// planned restart's two processes the hold table (Hold) keeps them from
+// the kernel instead.
 //
 // Apply converges from any prior state in one atomic transaction; when only
 // the addresses or interfaces changed it swaps the sets' elements and keeps

@@ -8,6 +8,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
+	"golang.org/x/sys/unix"
 )
 
 // Hold builds the hold table of hc (see HoldConfig), replacing an earlier
@@ -16,9 +17,15 @@ import (
 //	table ip <table>_hold {
 //		set held_lan { type ifname; flags timeout; elements = { <LAN> timeout <Timeout> } }
 //		set uplinks { type ifname; elements = { <uplink interfaces> } }
+//		set uplink_addrs { type ipv4_addr; elements = { <Addrs> } }
 //		chain forward {
 //			type filter hook forward priority filter; policy accept;
 //			iifname @held_lan oifname @uplinks counter drop
+//		}
+//		chain prerouting {
+//			type filter hook prerouting priority raw; policy accept;
+//			ip daddr @uplink_addrs tcp dport <lo>-<hi> "<LAN>" @held_lan counter drop
+//			ip daddr @uplink_addrs udp dport <lo>-<hi> "<LAN>" @held_lan counter drop
 //		}
 //	}
 func Hold(conn *Conn, hc HoldConfig) error {
@@ -50,6 +57,39 @@ func Hold(conn *Conn, hc HoldConfig) error {
 	ups := &nftables.Set{Table: t, ID: 2, Name: HoldUplinkSetName, KeyType: nftables.TypeIFName}
 	if err := conn.AddSet(ups, ifaceElements(sortedNames(hc.Uplinks))); err != nil {
 		return fmt.Errorf("nftguard: hold set: %w", err)
+	}
+	if len(hc.Addrs) > 0 {
+		pre := conn.AddChain(&nftables.Chain{
+			Name:     HoldPreChainName,
+			Table:    t,
+			Type:     nftables.ChainTypeFilter,
+			Hooknum:  nftables.ChainHookPrerouting,
+			Priority: nftables.ChainPriorityRaw,
+			Policy:   &policy,
+		})
+		addrs := &nftables.Set{Table: t, ID: 3, Name: HoldAddrSetName, KeyType: nftables.TypeIPAddr}
+		if err := conn.AddSet(addrs, setElements(hc.Addrs)); err != nil {
+			return fmt.Errorf("nftguard: hold set: %w", err)
+		}
+		first := make([]byte, ifNameSize)
+		copy(first, sortedNames(hc.LAN)[0])
+		for _, proto := range []byte{unix.IPPROTO_TCP, unix.IPPROTO_UDP} {
+			ex := []expr.Any{
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+				&expr.Lookup{SourceRegister: 1, SetName: addrs.Name, SetID: addrs.ID},
+			}
+			ex = append(ex, natPortExprs(proto, hc.Ports)...)
+			ex = append(ex,
+				// The hold's timer: the LAN interface's element in held_lan.
+				&expr.Immediate{Register: 1, Data: first},
+				&expr.Lookup{SourceRegister: 1, SetName: lan.Name, SetID: lan.ID},
+				&expr.Counter{},
+				&expr.Verdict{Kind: expr.VerdictDrop},
+			)
+			conn.AddRule(&nftables.Rule{Table: t, Chain: pre, Exprs: ex,
+				UserData: userdata.AppendString(nil, userdata.TypeComment,
+					fmt.Sprintf("wanflow %s: hold NAT replies from the kernel during a restart", rulesetVersion))})
+		}
 	}
 	conn.AddRule(&nftables.Rule{
 		Table: t,

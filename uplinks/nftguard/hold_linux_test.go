@@ -1,10 +1,12 @@
 package nftguard
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"os"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -33,7 +35,9 @@ func TestHold(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn := connIn(t, r.NsHandle())
-	if err := Apply(conn, Config{LANPrefixes: []netip.Prefix{lanNet}, Interfaces: []string{"up1"}}, []netip.Addr{a1}); err != nil {
+	// The guard of a daemon that is gone: its TUN does not exist, so it
+	// leaves replies to NAT ports to the kernel.
+	if err := Apply(conn, Config{LANPrefixes: []netip.Prefix{lanNet}, Interfaces: []string{"up1"}, TUN: "wf0", LookupMark: 0x77f10000}, []netip.Addr{a1}); err != nil {
 		t.Fatal(err)
 	}
 	guard := dump(t, conn)
@@ -63,6 +67,7 @@ func TestHold(t *testing.T) {
 	}
 
 	for _, bad := range []HoldConfig{
+		{LAN: []string{"lan0"}, Uplinks: []string{"up1"}, Addrs: []netip.Addr{a1}, Timeout: time.Second},
 		{LAN: []string{"lan0"}, Uplinks: []string{"up1"}},
 		{LAN: []string{"lan0"}, Timeout: time.Second},
 		{LAN: []string{"a/very/long/interface"}, Uplinks: []string{"up1"}, Timeout: time.Second},
@@ -73,7 +78,22 @@ func TestHold(t *testing.T) {
 	}
 	const hold = 2 * time.Second
 	start := time.Now()
-	if err := Hold(conn, HoldConfig{LAN: []string{"lan0"}, Uplinks: []string{"up1", "up2"}, Timeout: hold}); err != nil {
+	// A reply to a NAT port from the internet side: the kernel answers
+	// (RST) unless something drops it.
+	natReply := func() error {
+		return i.Do(func() error {
+			c, err := net.DialTimeout("tcp4", "100.64.1.2:25000", 200*time.Millisecond)
+			if err == nil {
+				c.Close()
+			}
+			return err
+		})
+	}
+	if err := natReply(); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("reply to a NAT port before the hold: %v, want refused (no TUN: the guard leaves it to the kernel)", err)
+	}
+	if err := Hold(conn, HoldConfig{LAN: []string{"lan0"}, Uplinks: []string{"up1", "up2"},
+		Addrs: []netip.Addr{a1}, Ports: [2]uint16{20000, 32767}, Timeout: hold}); err != nil {
 		t.Fatal(err)
 	}
 	if on, left, err := Holding(conn, ""); err != nil || !on || left <= 0 || left > hold {
@@ -81,6 +101,9 @@ func TestHold(t *testing.T) {
 	}
 	if answered() {
 		t.Fatal("answered during the hold")
+	}
+	if err := natReply(); err == nil || errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("reply to a NAT port during the hold: %v, want a timeout (kept from the kernel)", err)
 	}
 	// Forwarding resumes when the element times out, with nothing done.
 	for !answered() {
@@ -95,6 +118,9 @@ func TestHold(t *testing.T) {
 	t.Logf("a %v hold ended by itself: forwarding resumed after %v", hold, resumed.Round(time.Millisecond))
 	if on, _, err := Holding(conn, ""); err != nil || on {
 		t.Errorf("Holding after the timeout = %v, %v; want false", on, err)
+	}
+	if err := natReply(); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("reply to a NAT port after the hold: %v, want refused (the kernel's again)", err)
 	}
 
 	// Unhold ends a hold at once and leaves the guard table as it was.

@@ -37,7 +37,7 @@ const (
 
 // rulesetVersion is part of the rule comments: a wanflow that builds the
 // table differently bumps it, so Apply rebuilds an older table.
-const rulesetVersion = "v2"
+const rulesetVersion = "v3"
 
 // Config describes the table.
 type Config struct {
@@ -150,8 +150,12 @@ func notrackComments(cfg Config) []string {
 // ruleComment is the comment of the prerouting rule for proto ("tcp" or
 // "udp"); it identifies the rule Apply builds for cfg.
 func ruleComment(cfg Config, proto string) string {
-	return fmt.Sprintf("wanflow %s: drop kernel copy of NAT replies, %s dport %d-%d",
+	c := fmt.Sprintf("wanflow %s: drop kernel copy of NAT replies, %s dport %d-%d",
 		rulesetVersion, proto, cfg.Ports[0], cfg.Ports[1])
+	if cfg.notrack() {
+		c += fmt.Sprintf(", while TUN %s routes (lookup mark %#x)", cfg.TUN, cfg.LookupMark)
+	}
+	return c
 }
 
 // masqComment is the comment of the fail-open rule for the LAN prefix src;

@@ -92,7 +92,7 @@ func Apply(conn *Conn, cfg Config, addrs []netip.Addr) error {
 		conn.AddRule(&nftables.Rule{
 			Table:    t,
 			Chain:    chain,
-			Exprs:    dropExprs(set, p.proto, cfg.Ports),
+			Exprs:    dropExprs(cfg, set, p.proto),
 			UserData: userdata.AppendString(nil, userdata.TypeComment, ruleComment(cfg, p.name)),
 		})
 	}
@@ -164,16 +164,8 @@ func notrackExprs(cfg Config) [][]expr.Any {
 	}}
 	for _, p := range cfg.LANPrefixes {
 		ex := prefixExprs(12, p, expr.CmpOpEq)
-		ex = append(ex,
-			&expr.Meta{Key: expr.MetaKeyMARK, Register: 2},
-			&expr.Immediate{Register: 1, Data: binaryutil.NativeEndian.PutUint32(cfg.LookupMark)},
-			&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1},
-			&expr.Fib{Register: 1, FlagDADDR: true, FlagMARK: true, ResultOIFNAME: true},
-			&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 2},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: tun},
-			&expr.Notrack{},
-		)
-		out = append(out, ex)
+		ex = append(ex, tunRoutesExprs(cfg, false)...)
+		out = append(out, append(ex, &expr.Notrack{}))
 	}
 	return out
 }
@@ -194,18 +186,55 @@ func Remove(conn *Conn, table string) error {
 	return nil
 }
 
-// dropExprs is "ip daddr @set <proto> dport lo-hi counter drop".
-func dropExprs(set *nftables.Set, proto byte, ports [2]uint16) []expr.Any {
-	return []expr.Any{
+// dropExprs is "ip daddr @set <proto> dport lo-hi counter drop"; with the
+// notrack chain (fail-open with a TUN) only while the TUN exists:
+//
+//	... <fib saddr . mark(LookupMark) oifname> == <TUN> counter drop
+//
+// The FIB is asked where the remote would be reached with LookupMark,
+// whose policy rule looks up the TUN's table: the TUN exactly while it
+// exists. Once it is gone (a crash, or fail-open after a restart's hold),
+// the kernel's masquerade owns the LAN's traffic and must get its replies
+// even on ports of the NAT range; replies to the dead dataplane's mappings
+// then meet the kernel, whose reset tells the remote at once that the
+// connection is gone.
+func dropExprs(cfg Config, set *nftables.Set, proto byte) []expr.Any {
+	ex := []expr.Any{
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
 		&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID},
+	}
+	ex = append(ex, natPortExprs(proto, cfg.Ports)...)
+	if cfg.notrack() {
+		ex = append(ex, tunRoutesExprs(cfg, true)...)
+	}
+	return append(ex, &expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop})
+}
+
+// natPortExprs is "meta l4proto <proto> th dport lo-hi".
+func natPortExprs(proto byte, ports [2]uint16) []expr.Any {
+	return []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 		&expr.Cmp{Op: expr.CmpOpGte, Register: 1, Data: binaryutil.BigEndian.PutUint16(ports[0])},
 		&expr.Cmp{Op: expr.CmpOpLte, Register: 1, Data: binaryutil.BigEndian.PutUint16(ports[1])},
-		&expr.Counter{},
-		&expr.Verdict{Kind: expr.VerdictDrop},
+	}
+}
+
+// tunRoutesExprs matches when the FIB, asked with LookupMark, routes the
+// packet's source (saddr: a reply's remote) or destination (a LAN packet)
+// into the TUN. The packet's own mark is saved in register 2 and put back,
+// so nothing else sees LookupMark.
+func tunRoutesExprs(cfg Config, saddr bool) []expr.Any {
+	tun := make([]byte, ifNameSize)
+	copy(tun, cfg.TUN)
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 2},
+		&expr.Immediate{Register: 1, Data: binaryutil.NativeEndian.PutUint32(cfg.LookupMark)},
+		&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1},
+		&expr.Fib{Register: 1, FlagSADDR: saddr, FlagDADDR: !saddr, FlagMARK: true, ResultOIFNAME: true},
+		&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: tun},
 	}
 }
 

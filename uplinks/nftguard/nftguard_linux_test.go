@@ -181,7 +181,7 @@ func TestApplyIdempotent(t *testing.T) {
 		t.Fatalf("%d rules, want 2:\n%s", len(rules), strings.Join(rules, "\n"))
 	}
 	for i, proto := range []string{"tcp", "udp"} {
-		if !strings.Contains(rules[i], `"wanflow v2: drop kernel copy of NAT replies, `+proto+` dport 20000-32767"`) ||
+		if !strings.Contains(rules[i], `"wanflow v3: drop kernel copy of NAT replies, `+proto+` dport 20000-32767"`) ||
 			!strings.Contains(rules[i], "SetName:uplink_addrs") || !strings.Contains(rules[i], " counter *expr.Verdict&{Kind:0 ") {
 			t.Errorf("rule %d = %s", i, rules[i])
 		}
@@ -394,7 +394,7 @@ func TestApplyFailOpen(t *testing.T) {
 			masq = append(masq, l)
 		}
 	}
-	if len(masq) != 1 || !strings.Contains(masq[0], `"wanflow v2: fail-open masquerade from 10.77.0.0/24 (lan `) ||
+	if len(masq) != 1 || !strings.Contains(masq[0], `"wanflow v3: fail-open masquerade from 10.77.0.0/24 (lan `) ||
 		!strings.Contains(masq[0], "SetName:uplink_ifaces") || !strings.Contains(masq[0], " counter *expr.Masq&{Random:false FullyRandom:false Persistent:false ToPorts:false") {
 		t.Errorf("fail-open rules:\n%s", strings.Join(masq, "\n"))
 	}
@@ -405,9 +405,21 @@ func TestApplyFailOpen(t *testing.T) {
 			nt = append(nt, l)
 		}
 	}
-	if len(nt) != 2 || !strings.Contains(nt[0], `"wanflow v2: untracked: from 10.77.0.0/24 routed into TUN wf0 (lookup mark 0x77f10000)"`) ||
-		!strings.Contains(nt[0], "*expr.Fib") || !strings.Contains(nt[1], `"wanflow v2: untracked: from TUN wf0"`) {
+	if len(nt) != 2 || !strings.Contains(nt[0], `"wanflow v3: untracked: from 10.77.0.0/24 routed into TUN wf0 (lookup mark 0x77f10000)"`) ||
+		!strings.Contains(nt[0], "*expr.Fib") || !strings.Contains(nt[1], `"wanflow v3: untracked: from TUN wf0"`) {
 		t.Errorf("notrack rules:\n%s", strings.Join(nt, "\n"))
+	}
+	// With the TUN, the guard drops the kernel's copy only while the TUN
+	// routes (TestDropOnlyWhileTUN tests what that does).
+	var pre []string
+	for _, l := range first {
+		if strings.HasPrefix(l, "rule wanflow prerouting ") {
+			pre = append(pre, l)
+		}
+	}
+	if len(pre) != 2 || !strings.Contains(pre[0], "while TUN wf0 routes (lookup mark 0x77f10000)") ||
+		!strings.Contains(pre[0], "FlagSADDR:true") || !strings.Contains(pre[1], "FlagSADDR:true") {
+		t.Errorf("guard rules:\n%s", strings.Join(pre, "\n"))
 	}
 
 	// New interfaces: the set changes, every rule stays.
@@ -544,4 +556,75 @@ func udpEchoServer(t *testing.T, ns *nstest.NS) {
 			srv.WriteToUDPAddrPort([]byte(from.String()), from)
 		}
 	}()
+}
+
+// TestDropOnlyWhileTUN: with fail-open (a TUN and its lookup mark), the
+// kernel's copy of a reply to a NAT port is dropped while the TUN exists
+// (the dataplane owns those ports), and reaches the kernel once it is gone
+// (a crash): a LAN flow the fail-open masquerade carries with a source
+// port in the NAT range gets its replies, and a reply to a dead mapping is
+// answered by the kernel (a reset) instead of lingering.
+func TestDropOnlyWhileTUN(t *testing.T) {
+	r, i := nstest.New(t), nstest.New(t)
+	router, isp := r.NsHandle(), i.NsHandle()
+	nstest.Veth(t, r.Handle(), "up1", "100.64.1.2/24", i.Handle(), isp, "isp1", "100.64.1.1/24")
+	h := r.Handle()
+	// What lan/steer installs: the TUN, table 7700 through it, and the
+	// lookup-mark rule.
+	const mark = 0x77f10000
+	tunFile := nstest.OpenTUN(t, router, "wf0")
+	tun := nstest.Link(t, h, "wf0")
+	if err := h.LinkSetUp(tun); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.RouteAdd(&netlink.Route{Table: 7700, Dst: &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}, LinkIndex: tun.Attrs().Index}); err != nil {
+		t.Fatal(err)
+	}
+	rule := netlink.NewRule()
+	rule.Priority, rule.Table, rule.Mark = 7695, 7700, mark
+	m := uint32(0xffffffff)
+	rule.Mask = &m
+	if err := h.RuleAdd(rule); err != nil {
+		t.Fatal(err)
+	}
+	conn := connIn(t, router)
+	cfg := Config{LANPrefixes: []netip.Prefix{lanNet}, Interfaces: []string{"up1"}, TUN: "wf0", LookupMark: mark}
+	if err := Apply(conn, cfg, []netip.Addr{a1}); err != nil {
+		t.Fatal(err)
+	}
+	tcp := func(port int) error {
+		return nstest.Do(isp, func() error {
+			c, err := net.DialTimeout("tcp4", fmt.Sprintf("100.64.1.2:%d", port), 300*time.Millisecond)
+			if err == nil {
+				c.Close()
+			}
+			return err
+		})
+	}
+	if err := tcp(25000); !isTimeout(err) {
+		t.Errorf("TCP to NAT port 25000 while the TUN exists: %v, want a timeout (kernel copy dropped, no RST)", err)
+	}
+	if err := tcp(40000); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("TCP to port 40000 (outside the range): %v, want connection refused", err)
+	}
+	// The TUN goes (the process died): its route goes with it.
+	tunFile.Close()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		if _, err := h.LinkByName("wf0"); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("wf0 still there after its file was closed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := tcp(25000); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("TCP to NAT port 25000 without the TUN: %v, want connection refused (the kernel's own answer)", err)
+	}
+	_, packets := counters(t, conn, "wanflow")
+	t.Logf("guard rule counters (tcp, udp): %v", packets)
+	if len(packets) < 1 || packets[0] == 0 {
+		t.Errorf("the TCP guard rule dropped nothing while the TUN existed: %v", packets)
+	}
 }

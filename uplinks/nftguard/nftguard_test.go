@@ -64,7 +64,7 @@ func TestElements(t *testing.T) {
 
 func TestRuleComment(t *testing.T) {
 	cfg := Config{Table: "wanflow", Ports: [2]uint16{20000, 32767}}
-	if got, want := ruleComment(cfg, "udp"), "wanflow v2: drop kernel copy of NAT replies, udp dport 20000-32767"; got != want {
+	if got, want := ruleComment(cfg, "udp"), "wanflow v3: drop kernel copy of NAT replies, udp dport 20000-32767"; got != want {
 		t.Errorf("ruleComment = %q, want %q", got, want)
 	}
 	other := cfg
@@ -81,7 +81,7 @@ func TestMasqComment(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := masqComment(cfg, cfg.LANPrefixes[1])
-	if want := "wanflow v2: fail-open masquerade from 192.168.5.0/24 (lan "; !strings.HasPrefix(got, want) || !strings.HasSuffix(got, ")") {
+	if want := "wanflow v3: fail-open masquerade from 192.168.5.0/24 (lan "; !strings.HasPrefix(got, want) || !strings.HasSuffix(got, ")") {
 		t.Errorf("masqComment = %q, want %q<fingerprint>)", got, want)
 	}
 	// Another LAN prefix changes the comment (the destination exclusions),

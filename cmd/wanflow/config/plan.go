@@ -90,8 +90,9 @@ func (c *Config) Plan() string {
 	}
 	pf("    set uplink_addrs { type ipv4_addr; elements = { %s } }\n", strings.Join(addrs, ", "))
 	pf("    chain prerouting { type filter hook prerouting priority raw; policy accept;\n")
-	pf("      ip daddr @uplink_addrs tcp dport %v counter drop\n", d.NATPorts)
-	pf("      ip daddr @uplink_addrs udp dport %v counter drop\n", d.NATPorts)
+	for _, proto := range []string{"tcp", "udp"} {
+		pf("      ip daddr @uplink_addrs %s dport %v fib saddr . mark 0x77f10000 oifname %s counter drop\n", proto, d.NATPorts, d.TUN)
+	}
 	pf("    }\n")
 	var ifaces []string
 	for _, u := range c.Uplinks {
