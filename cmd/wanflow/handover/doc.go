@@ -10,7 +10,8 @@
 // monotonic clock. Decode checks every length and count before it
 // allocates, so a damaged or hostile file is an error, never a panic or an
 // unbounded allocation. Write replaces the file atomically (a temporary
-// file, fsync, rename), readable by its owner only.
+// file, fsync, rename), readable by its owner only; Take refuses a file
+// another user owns or others could have written.
 //
 // The package has no state; its functions are safe for concurrent use on
 // different files.

@@ -253,15 +253,31 @@ func Write(path string, s *State) error {
 // Take reads and removes the handover file at path, so that a later start
 // (after a crash) never takes the same flows again. It returns nil, nil if
 // there is none.
+//
+// A file that another user owns, or that others could have written (group
+// or world writable), is removed and refused: restored flows open NAT
+// mappings towards LAN hosts, so only the daemon's own user may write them.
 func Take(path string) (*State, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("handover: %w", err)
 	}
+	defer f.Close()
 	if err := os.Remove(path); err != nil {
+		return nil, fmt.Errorf("handover: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("handover: %w", err)
+	}
+	if err := trusted(fi); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
 		return nil, fmt.Errorf("handover: %w", err)
 	}
 	s, err := Decode(b)

@@ -182,3 +182,45 @@ func BenchmarkWriteTake(b *testing.B) {
 	}
 	b.ReportMetric(float64(262144*recordSize)/(1<<20), "MiB/file")
 }
+
+// TestTakeRefusesUntrusted: restored flows open NAT mappings towards LAN
+// hosts, so a file others could have written, or another user's, is
+// refused (and removed), however well-formed.
+func TestTakeRefusesUntrusted(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "handover.state")
+	write := func() {
+		t.Helper()
+		if err := Write(path, sample(2)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write()
+	if err := os.Chmod(path, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := Take(path); s != nil || !errors.Is(err, ErrUntrusted) {
+		t.Errorf("world-writable file: Take = %v, %v; want ErrUntrusted", s, err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("refused file not removed: %v", err)
+	}
+	write()
+	if err := os.Chmod(path, 0o620); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Take(path); !errors.Is(err, ErrUntrusted) {
+		t.Errorf("group-writable file: %v, want ErrUntrusted", err)
+	}
+	if os.Geteuid() != 0 {
+		t.Log("not root: the ownership check is not exercised")
+		return
+	}
+	write()
+	if err := os.Chown(path, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Take(path); !errors.Is(err, ErrUntrusted) {
+		t.Errorf("file owned by nobody: %v, want ErrUntrusted", err)
+	}
+}
