@@ -23,7 +23,7 @@ import (
 )
 
 // benchScenarios are `wanflow bench`'s scenarios, in the order they run.
-var benchScenarios = []string{"stickiness", "balance", "failover", "throughput", "dns"}
+var benchScenarios = []string{"stickiness", "balance", "failover", "throughput", "dns", "restart"}
 
 // benchResults is what `wanflow bench --json` prints and --out writes.
 type benchResults struct {
@@ -37,6 +37,7 @@ type benchResults struct {
 	Memory     *bench.MemoryResult      `json:"memory,omitempty"`
 	DNS        []bench.DNSResult        `json:"dns,omitempty"`
 	DNSPerf    []bench.DNSPerfResult    `json:"dnsperf,omitempty"`
+	Restart    []bench.RestartResult    `json:"restart,omitempty"`
 	Seconds    map[string]float64       `json:"seconds"` // run time per scenario
 }
 
@@ -179,6 +180,9 @@ func cmdBench(args []string) error {
 				break
 			}
 			res.DNSPerf, err = bench.DNSPerf(ctx, bin, bench.DNSPerfOptions{}, w)
+		case "restart":
+			fmt.Fprintln(w, "  20 TCP and 20 UDP flows, and new flows every 10 ms, through a planned restart (SIGTERM), a stop for good (SIGINT) and a crash (kill -9), each followed by a start")
+			res.Restart, err = bench.Restart(ctx, bin, bench.RestartOptions{}, w)
 		}
 		if err != nil {
 			return fmt.Errorf("bench %s: %w", name, err)
@@ -246,6 +250,9 @@ func mergeBench(cur, prev benchResults, ran map[string]bool) benchResults {
 	}
 	if !ran["dns"] {
 		cur.DNS, cur.DNSPerf = prev.DNS, prev.DNSPerf
+	}
+	if !ran["restart"] {
+		cur.Restart = prev.Restart
 	}
 	return cur
 }
@@ -333,6 +340,16 @@ func benchTables(r benchResults) []benchTable {
 		t := benchTable{title: "DNS forwarder queries per second (dnsperf from a LAN host)", header: "case\tqueries/s\tlost\tavg ms\tmax ms\tclients × outstanding\t"}
 		for _, x := range r.DNSPerf {
 			t.rows = append(t.rows, fmt.Sprintf("%s\t%.0f\t%.2f%%\t%.2f\t%.1f\t%d × %d\t", x.Case, x.QPS, 100*x.Lost, x.AvgMs, x.MaxMs, x.Clients, x.Outstanding))
+		}
+		ts = append(ts, t)
+	}
+	if len(r.Restart) > 0 {
+		t := benchTable{title: "Restart: long-lived flows and new flows through three ways of restarting wanflow",
+			header: "stop	down ms	up ms	no new flow for ms	new flows via the kernel	TCP alive	TCP same mapping	UDP alive	UDP same mapping	flows restored	"}
+		names := map[string]string{"handover": "SIGTERM (planned restart)", "sigint": "SIGINT (for good), start", "crash": "kill -9, start"}
+		for _, x := range r.Restart {
+			t.rows = append(t.rows, fmt.Sprintf("%s	%.0f	%.0f	%.0f	%d	%d of %d	%d of %d	%d of %d	%d of %d	%d	", names[x.Mode], x.DownMs, x.UpMs, x.NewFlowGapMs, x.ViaKernel,
+				x.TCPAlive, x.TCP, x.TCPSame, x.TCP, x.UDPAlive, x.UDP, x.UDPSame, x.UDP, x.Restored))
 		}
 		ts = append(ts, t)
 	}
