@@ -119,7 +119,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			name string
 			v    uint64
 		}{{"discover", s.Discovers}, {"offer", s.Offers}, {"request", s.Requests}, {"ack", s.Acks}, {"nak", s.Naks},
-			{"release", s.Releases}, {"decline", s.Declines}, {"inform", s.Informs}, {"pool_exhausted", s.PoolExhausted}, {"bad", s.BadPackets}} {
+			{"release", s.Releases}, {"decline", s.Declines}, {"inform", s.Informs}, {"pool_exhausted", s.PoolExhausted}, {"offer_given_away", s.OffersGivenAway}, {"bad", s.BadPackets}} {
 			ch <- prometheus.MustNewConstMetric(descDHCP, prometheus.CounterValue, float64(o.v), o.name)
 		}
 		ch <- prometheus.MustNewConstMetric(descDHCPLeases, prometheus.GaugeValue, float64(s.LeasesActive))

@@ -731,3 +731,59 @@ func TestBuildIPv4UDP(t *testing.T) {
 		t.Errorf("bad packet % x", b)
 	}
 }
+
+// TestDiscoverFloodCannotHoldPool: a host sending DISCOVERs from made-up
+// MACs, never answering the offers, used to hold the whole pool for 30 s
+// at a time. Unanswered offers now give way when the pool runs out: a real
+// client still gets an address at once; leases are never taken.
+func TestDiscoverFloodCannotHoldPool(t *testing.T) {
+	s, _ := newServer(t, testConfig(t))
+	leased := dora(t, s, mac(1)) // one real lease before the flood
+	for i := range 1000 {
+		hw := net.HardwareAddr{0x02, 0xee, 0, 0, byte(i >> 8), byte(i)}
+		r, ok := exchange(t, s, msg(t, hw, dhcpv4.MessageTypeDiscover))
+		mustType(t, r, ok, dhcpv4.MessageTypeOffer)
+		if yiaddr(r) == leased {
+			t.Fatalf("flood DISCOVER %d was offered the leased address %v", i, leased)
+		}
+	}
+	// A real client in the middle of the flood: DISCOVER, REQUEST, ACK.
+	a := dora(t, s, mac(2))
+	if a == leased {
+		t.Fatalf("new client got the leased address %v", a)
+	}
+	// The flood goes on; the new lease and the old one stay.
+	for i := range 100 {
+		hw := net.HardwareAddr{0x02, 0xef, 0, 0, 0, byte(i)}
+		r, ok := exchange(t, s, msg(t, hw, dhcpv4.MessageTypeDiscover))
+		mustType(t, r, ok, dhcpv4.MessageTypeOffer)
+		if got := yiaddr(r); got == leased || got == a {
+			t.Fatalf("flood offered leased address %v", got)
+		}
+	}
+	// A client whose offer was given away gets a NAK and starts over.
+	victim := mac(3)
+	r, ok := exchange(t, s, msg(t, victim, dhcpv4.MessageTypeDiscover))
+	mustType(t, r, ok, dhcpv4.MessageTypeOffer)
+	offered := yiaddr(r)
+	for i := range 20 {
+		exchange(t, s, msg(t, net.HardwareAddr{0x02, 0xf0, 0, 0, 0, byte(i)}, dhcpv4.MessageTypeDiscover))
+	}
+	r, ok = exchange(t, s, msg(t, victim, dhcpv4.MessageTypeRequest, withServerID(serverIP), withRequested(offered)))
+	mustType(t, r, ok, dhcpv4.MessageTypeNak)
+	if b := dora(t, s, victim); b == leased || b == a {
+		t.Fatalf("after the NAK the client got leased address %v", b)
+	}
+	st := s.Stats()
+	if st.LeasesActive != 3 || st.PoolExhausted != 0 || st.OffersGivenAway == 0 {
+		t.Errorf("Stats = %+v, want 3 leases, no exhaustion, offers given away", st)
+	}
+	t.Logf("1,120 flood DISCOVERs against a 10-address pool: %d offers given away, 3 real clients leased", st.OffersGivenAway)
+	// With every address leased the pool is exhausted as before.
+	for i := range 7 {
+		dora(t, s, mac(byte(10+i)))
+	}
+	if r, ok := exchange(t, s, msg(t, mac(60), dhcpv4.MessageTypeDiscover)); ok {
+		t.Fatalf("offer %v with every address leased", yiaddr(r))
+	}
+}

@@ -10,8 +10,11 @@
 //
 //   - DISCOVER: offer the client's reservation; else its current or previous
 //     address; else the requested address (option 50) if free; else a free
-//     pool address. An offered address is held for the client for 30 s. No
-//     free address: no offer, a rate-limited warning, and Stats.PoolExhausted.
+//     pool address. An offered address is held for the client for 30 s,
+//     unless the pool runs out: then the oldest unanswered offer goes to the
+//     new client (Stats.OffersGivenAway), so a DISCOVER flood from made-up
+//     MACs cannot hold the pool. Every address leased or declined: no
+//     offer, a rate-limited warning, and Stats.PoolExhausted.
 //   - REQUEST, SELECTING (server identifier present): another server's
 //     identifier makes the server forget its offer silently; ours is
 //     answered with ACK, or NAK if the address is not available.

@@ -54,6 +54,10 @@ type Stats struct {
 	// PoolExhausted counts DHCPDISCOVERs that got no offer because no
 	// address was free.
 	PoolExhausted uint64
+	// OffersGivenAway counts offers taken back, unanswered, for another
+	// client because the pool had nothing else (see table.pick: a DISCOVER
+	// flood cannot hold the pool).
+	OffersGivenAway uint64
 	// BadPackets counts messages dropped as malformed or not for this
 	// server (BOOTP without a message type, relayed messages, a server's
 	// message type).
@@ -190,6 +194,7 @@ func (s *Server) Stats() Stats {
 	}
 	s.mu.Lock()
 	st.LeasesActive = s.tab.countActive(s.now())
+	st.OffersGivenAway = s.tab.offersGivenAway
 	s.mu.Unlock()
 	return st
 }

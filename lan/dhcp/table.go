@@ -82,6 +82,8 @@ type table struct {
 	names     map[string]*binding // lower-case hostname → newest binding with it
 	poolStart uint32
 	poolSize  uint32
+
+	offersGivenAway uint64 // offers taken back for another client (pool full)
 }
 
 func newTable(cfg *Config) *table {
@@ -165,8 +167,16 @@ func (t *table) canBind(c client, a netip.Addr, now time.Time) bool {
 // the requested address if free; else a never-used pool address, searched
 // from a position derived from the client key (so a client tends to get
 // the same address even after its record is gone, as dnsmasq does); else
-// the pool address unused for the longest time. ok is false if nothing is
-// available.
+// the pool address unused for the longest time; else the pool address
+// offered longest ago to a client that has not taken it. ok is false if
+// nothing is available (every pool address leased or declined).
+//
+// Offers are held for offerHold so that a client is not offered what was
+// just offered to another, but they give way when the pool runs out: a
+// host sending DISCOVERs from many made-up MACs would otherwise hold the
+// whole pool in offers it never takes, and starve every other client for
+// as long as it keeps going (DHCP starvation). A client whose offer was
+// given away gets a NAK for its REQUEST and starts over.
 func (t *table) pick(c client, requested netip.Addr, now time.Time) (netip.Addr, bool) {
 	if r, ok := t.resByMAC[string(c.mac)]; ok {
 		return r.Addr, t.canBind(c, r.Addr, now)
@@ -180,7 +190,7 @@ func (t *table) pick(c client, requested netip.Addr, now time.Time) (netip.Addr,
 	h := fnv.New32a()
 	h.Write([]byte(c.key))
 	start := h.Sum32() % t.poolSize
-	var oldest *binding
+	var oldest, offered *binding
 	for i := range t.poolSize {
 		a := u32ToAddr(t.poolStart + (start+i)%t.poolSize)
 		if !t.dynamic(a) {
@@ -190,12 +200,24 @@ func (t *table) pick(c client, requested netip.Addr, now time.Time) (netip.Addr,
 		if b == nil {
 			return a, true
 		}
-		if !b.busy(now) && (oldest == nil || b.lastUse().Before(oldest.lastUse())) {
-			oldest = b
+		switch {
+		case !b.busy(now):
+			if oldest == nil || b.lastUse().Before(oldest.lastUse()) {
+				oldest = b
+			}
+		case !b.active(now) && !b.declined():
+			// Only an offer holds it.
+			if offered == nil || b.hold.Before(offered.hold) {
+				offered = b
+			}
 		}
 	}
 	if oldest != nil {
 		return oldest.addr, true
+	}
+	if offered != nil {
+		t.offersGivenAway++
+		return offered.addr, true
 	}
 	return netip.Addr{}, false
 }
