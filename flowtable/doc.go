@@ -49,7 +49,8 @@
 // port. The source port is preserved (RFC 4787 REQ-3) when it lies in
 // Config.Ports, in this worker's partition, and is free for that (uplink,
 // proto); otherwise a port is taken from the per-(uplink, proto) bitmap pool
-// of this worker's partition with a rotating cursor. ICMP echo identifiers
+// of this worker's partition from a random position (RFC 6056), so
+// external ports do not tell an off-path attacker the next one. ICMP echo identifiers
 // are NATed like ports, from their own pool per uplink. A full pool makes
 // Create fail with [ErrPortsExhausted].
 //

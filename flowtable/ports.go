@@ -1,6 +1,9 @@
 package flowtable
 
-import "math/bits"
+import (
+	"math/bits"
+	"math/rand/v2"
+)
 
 // A mapping is one endpoint-independent NAT binding: LAN (src, srcPort,
 // proto) over uplink → natPort, shared by refs flows (RFC 4787 REQ-1).
@@ -20,9 +23,8 @@ type mapping struct {
 // use; the bits past the partition's end in the last word are kept set so
 // they are never handed out.
 type pool struct {
-	bits   []uint64 // allocated on first use
-	free   int
-	cursor int
+	bits []uint64 // allocated on first use
+	free int
 }
 
 // protoClass returns the pool class of a protocol, or -1.
@@ -146,7 +148,10 @@ func (t *Table) initPool(pl *pool) {
 
 // takePort takes a free port from pl: srcPort itself when it is in this
 // worker's partition and free (port preservation, RFC 4787 REQ-3),
-// otherwise the next free one from the rotating cursor.
+// otherwise the first free one from a random position (RFC 6056 port
+// randomization: a sequential NAT would undo the randomized source ports
+// of the LAN's resolvers, and let an off-path attacker guess the port of a
+// DNS query it wants to answer with a forged reply).
 func (t *Table) takePort(pl *pool, srcPort uint16) (port uint16, preserved, ok bool) {
 	if pl.free == 0 {
 		return 0, false, false
@@ -160,18 +165,15 @@ func (t *Table) takePort(pl *pool, srcPort uint16) (port uint16, preserved, ok b
 		}
 	}
 	// pl.free > 0 guarantees a clear bit; at most len(bits)+1 words are
-	// looked at (the cursor's word twice: above, then below the cursor).
-	w := pl.cursor >> 6
-	x := ^pl.bits[w] & (^uint64(0) << (pl.cursor & 63))
+	// looked at (the start's word twice: above, then below the start).
+	start := int(rand.Uint64N(uint64(t.span)))
+	w := start >> 6
+	x := ^pl.bits[w] & (^uint64(0) << (start & 63))
 	for range len(pl.bits) + 1 {
 		if x != 0 {
 			b := w<<6 + bits.TrailingZeros64(x)
 			pl.bits[w] |= 1 << (b & 63)
 			pl.free--
-			pl.cursor = b + 1
-			if pl.cursor >= t.span {
-				pl.cursor = 0
-			}
 			return uint16(t.first + b*t.workers), false, true
 		}
 		w++

@@ -211,3 +211,49 @@ func restore(tb testing.TB, tab *Table, s Saved) *Entry {
 	}
 	return e
 }
+
+// TestPortsRandomized: ports that are not preserved come from random
+// positions of the partition (RFC 6056), not in sequence: an off-path
+// attacker who sees one external port cannot tell the next.
+func TestPortsRandomized(t *testing.T) {
+	tab := newTable(t, Config{Workers: 2, Worker: 0})
+	var ports []uint16
+	for i := range 200 {
+		// Source ports outside the NAT range: never preserved.
+		e := mustCreate(t, tab, udpKey(byte(i%200), uint16(40000+i), 1, 53), 0, int64(i))
+		ports = append(ports, e.NATPort)
+	}
+	next := 0
+	for i := 1; i < len(ports); i++ {
+		if ports[i] == ports[i-1]+2 {
+			next++
+		}
+	}
+	if next > 10 {
+		t.Errorf("%d of 199 ports were the previous one's successor in the partition: sequential, not random (%v)", next, ports[:20])
+	}
+	// Another table starts elsewhere.
+	other := newTable(t, Config{Workers: 2, Worker: 0})
+	same := 0
+	for i := range 20 {
+		if e := mustCreate(t, other, udpKey(byte(i), uint16(40000+i), 1, 53), 0, int64(i)); e.NATPort == ports[i] {
+			same++
+		}
+	}
+	if same > 2 {
+		t.Errorf("two tables handed out %d of the same first 20 ports", same)
+	}
+	// Randomness does not cost completeness: a pool still fills exactly.
+	small := newTable(t, Config{Ports: PortRange{Lo: 30000, Hi: 30099}})
+	seen := map[uint16]bool{}
+	for i := range 100 {
+		e := mustCreate(t, small, udpKey(byte(i), uint16(40000+i), 1, 53), 0, 0)
+		if seen[e.NATPort] || e.NATPort < 30000 || e.NATPort > 30099 {
+			t.Fatalf("port %d twice or out of range", e.NATPort)
+		}
+		seen[e.NATPort] = true
+	}
+	if _, err := small.Create(udpKey(1, 50000, 1, 53), 0, natA, 0); err != ErrPortsExhausted {
+		t.Fatalf("Create on a full pool: %v, want ErrPortsExhausted", err)
+	}
+}
