@@ -204,29 +204,11 @@ func (d *daemon) start(ctx context.Context) error {
 		return err
 	}
 
-	d.steer = steer.New(h, steer.Config{
-		LANInterface: cfg.LAN.Interface,
-		TUN:          cfg.Dataplane.TUN,
-		Table:        cfg.Kernel.TableBase,
-		Priority:     cfg.Kernel.RulePriority,
-		Protocol:     cfg.Kernel.RouteProtocol,
-		Fallback:     fallbackTables(cfg),
-		LookupMark:   steer.DefaultLookupMark,
-	})
+	d.steer = steer.New(h, steerConfig(cfg))
 	if err := d.steer.Apply(); err != nil {
 		return err
 	}
-
-	specs := make([]uplinks.Spec, len(cfg.Uplinks))
-	for i, u := range cfg.Uplinks {
-		specs[i] = uplinks.Spec{Index: i, Name: u.Name, Interface: u.Interface, Gateway: u.Gateway.Addr, MTU: u.MTU}
-	}
-	d.mgr = uplinks.NewManager(h, uplinks.Config{
-		Uplinks:   specs,
-		TableBase: cfg.Kernel.TableBase,
-		Priority:  cfg.Kernel.RulePriority,
-		Protocol:  cfg.Kernel.RouteProtocol,
-	}, d.log)
+	d.mgr = uplinks.NewManager(h, managerConfig(cfg), d.log)
 	d.ring = events.NewRing(cfg.Control.Events)
 	sups, err := supervision(cfg)
 	if err != nil {
@@ -849,6 +831,33 @@ func lanPrefixes(cfg *config.Config, iface netip.Prefix) []netip.Prefix {
 		out = append(out, iface.Masked())
 	}
 	return out
+}
+
+// steerConfig is the LAN steering of cfg.
+func steerConfig(cfg *config.Config) steer.Config {
+	return steer.Config{
+		LANInterface: cfg.LAN.Interface,
+		TUN:          cfg.Dataplane.TUN,
+		Table:        cfg.Kernel.TableBase,
+		Priority:     cfg.Kernel.RulePriority,
+		Protocol:     cfg.Kernel.RouteProtocol,
+		Fallback:     fallbackTables(cfg),
+		LookupMark:   steer.DefaultLookupMark,
+	}
+}
+
+// managerConfig is the uplink manager's configuration for cfg.
+func managerConfig(cfg *config.Config) uplinks.Config {
+	specs := make([]uplinks.Spec, len(cfg.Uplinks))
+	for i, u := range cfg.Uplinks {
+		specs[i] = uplinks.Spec{Index: i, Name: u.Name, Interface: u.Interface, Gateway: u.Gateway.Addr, MTU: u.MTU}
+	}
+	return uplinks.Config{
+		Uplinks:   specs,
+		TableBase: cfg.Kernel.TableBase,
+		Priority:  cfg.Kernel.RulePriority,
+		Protocol:  cfg.Kernel.RouteProtocol,
+	}
 }
 
 // fallbackTables are the uplinks' routing tables in the order LAN traffic

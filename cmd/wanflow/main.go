@@ -2,6 +2,7 @@
 //
 //	wanflow run -c FILE      run the daemon
 //	wanflow check -c FILE    validate a config and print what run would install
+//	wanflow cleanup -c FILE  remove what a stopped wanflow left in the kernel
 //	wanflow lab up|down      build or remove the network-namespace lab
 //	wanflow demo             build the lab, run the router in it with live traffic, show a failover
 //	wanflow bench            run the lab benchmarks against the kernel
@@ -28,6 +29,7 @@ const usage = `usage: wanflow <command> [flags]
 commands:
   run -c FILE       run the router daemon (root)
   check -c FILE     validate a config file and print the plan
+  cleanup -c FILE   remove what a stopped wanflow left in the kernel (root)
   lab up|down       build / remove the network-namespace lab (root)
   demo              build the lab, run wanflow in it with live traffic, fail an uplink over and back (root)
   bench             measure wanflow against the kernel in the lab (root)
@@ -66,6 +68,8 @@ func main() {
 		err = cmdRun(args)
 	case "check":
 		err = cmdCheck(args)
+	case "cleanup":
+		err = cmdCleanup(args)
 	case "lab":
 		err = cmdLab(args)
 	case "demo":
