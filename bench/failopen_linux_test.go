@@ -17,32 +17,6 @@ import (
 // killed before new flows reach the internet through kernel forwarding.
 const failOpenBudget = time.Second
 
-// probeUDP opens a new UDP flow from ns to dst, sends one datagram and
-// returns the source address:port the server saw, or an invalid AddrPort if
-// no answer came within wait. local is the flow's own source address:port.
-func probeUDP(ns *lab.NS, dst netip.AddrPort, wait time.Duration) (local, seen netip.AddrPort, err error) {
-	err = ns.Do(func() error {
-		c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(dst))
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		local = c.LocalAddr().(*net.UDPAddr).AddrPort()
-		if _, err := c.Write([]byte("x")); err != nil {
-			return nil // no route yet: not answered
-		}
-		c.SetReadDeadline(time.Now().Add(wait))
-		buf := make([]byte, 256)
-		n, err := c.Read(buf)
-		if err != nil {
-			return nil
-		}
-		seen, _ = netip.ParseAddrPort(strings.TrimSuffix(string(buf[:n]), " x"))
-		return nil
-	})
-	return local, seen, err
-}
-
 // probeTCP opens a TCP connection from ns to dst and returns the source
 // address:port the server saw.
 func probeTCP(ns *lab.NS, dst netip.AddrPort) (local, seen netip.AddrPort, err error) {
@@ -105,7 +79,7 @@ func TestFailOpen(t *testing.T) {
 	}
 	expectPath := func(what string, via func(local, seen netip.AddrPort) bool) {
 		t.Helper()
-		local, seen, err := probeUDP(host, udpDst, time.Second)
+		local, seen, err := newUDPFlow(host, udpDst, time.Second)
 		if err != nil || !via(local, seen) {
 			t.Errorf("%s: UDP from %v: server saw %v (%v)", what, local, seen, err)
 		}
@@ -159,7 +133,7 @@ func TestFailOpen(t *testing.T) {
 	probes := 0
 	for {
 		probes++
-		local, seen, err = probeUDP(host, udpDst, 20*time.Millisecond)
+		local, seen, err = newUDPFlow(host, udpDst, 20*time.Millisecond)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -232,7 +206,7 @@ func TestFailOpen(t *testing.T) {
 	// Without wanflow (and without a default route in the router's main
 	// table) nothing carries LAN traffic any more: fail-open is wanflow's
 	// state, not a change to the host's routing.
-	if local, seen, _ := probeUDP(host, udpDst, 200*time.Millisecond); seen.IsValid() {
+	if local, seen, _ := newUDPFlow(host, udpDst, 200*time.Millisecond); seen.IsValid() {
 		t.Errorf("after a clean stop UDP from %v still reached the server as %v", local, seen)
 	}
 }

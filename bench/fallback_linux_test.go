@@ -64,7 +64,7 @@ func TestReloadReordersFallback(t *testing.T) {
 	var seen netip.AddrPort
 	for start := time.Now(); !seen.IsValid(); {
 		var err error
-		if _, seen, err = probeUDP(l.Hosts[0], netip.AddrPortFrom(l.Servers[0], lab.EchoPort), 50*time.Millisecond); err != nil {
+		if _, seen, err = newUDPFlow(l.Hosts[0], netip.AddrPortFrom(l.Servers[0], lab.EchoPort), 50*time.Millisecond); err != nil {
 			t.Fatal(err)
 		}
 		if time.Since(start) > 5*time.Second {

@@ -99,7 +99,7 @@ func TestHandoverRestart(t *testing.T) {
 		t.Errorf("handover file: %v", err)
 	}
 	// Held: a new flow is answered neither by wanflow nor by the kernel.
-	if _, seen, err := probeUDP(host, netip.AddrPortFrom(l.Servers[6], lab.EchoPort), 100*time.Millisecond); err != nil || seen.IsValid() {
+	if _, seen, err := newUDPFlow(host, netip.AddrPortFrom(l.Servers[6], lab.EchoPort), 100*time.Millisecond); err != nil || seen.IsValid() {
 		t.Errorf("during the hold a new flow was answered (server saw %v, %v)", seen, err)
 	}
 	t1 := time.Now()
@@ -184,7 +184,7 @@ func TestHandoverRestart(t *testing.T) {
 	}
 	var failOpen time.Duration
 	for {
-		local, seen, err := probeUDP(host, netip.AddrPortFrom(l.Servers[7], lab.EchoPort), 50*time.Millisecond)
+		local, seen, err := newUDPFlow(host, netip.AddrPortFrom(l.Servers[7], lab.EchoPort), 50*time.Millisecond)
 		if err != nil {
 			t.Fatal(err)
 		}
