@@ -106,9 +106,10 @@ var anyYAMLFence = regexp.MustCompile("(?m)^```yaml[^\n]*\n")
 // topLevelKey matches a line that starts a top-level section of a config.
 var topLevelKey = regexp.MustCompile(`(?m)^(lan|uplinks):`)
 
-// docsWithConfigs are the docs whose full configurations TestExampleDocConfigs
+// docsWithConfigs are the docs (relative to docs/; the README too) whose
+// full configurations TestExampleDocConfigs
 // checks, and whose `wanflow check` excerpts TestExamplePlansInDocs checks.
-var docsWithConfigs = []string{"migrating.md", "operations.md", "troubleshooting.md"}
+var docsWithConfigs = []string{"migrating.md", "operations.md", "troubleshooting.md", "configuration.md", "architecture.md", "security.md", "../README.md"}
 
 // TestExampleDocConfigs checks the full configurations in the docs: every
 // "```yaml wanflow-config" block passes `wanflow check` without warnings,
@@ -151,7 +152,7 @@ func TestExampleDocConfigs(t *testing.T) {
 						t.Errorf("%s differs from docs/%s: keep them the same", where, file)
 					}
 				}
-				f := filepath.Join(t.TempDir(), doc+"-"+strconv.Itoa(line)+".yaml")
+				f := filepath.Join(t.TempDir(), filepath.Base(doc)+"-"+strconv.Itoa(line)+".yaml")
 				if err := os.WriteFile(f, []byte(body), 0o600); err != nil {
 					t.Fatal(err)
 				}

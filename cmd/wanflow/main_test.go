@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/wanflow/wanflow/cmd/wanflow/config"
 )
 
 // capture runs fn with os.Stdout redirected and returns what it printed.
@@ -55,22 +53,6 @@ uplinks:
 	_, err = capture(t, func() error { return cmdCheck([]string{"-c", bad}) })
 	if err == nil || !strings.Contains(err.Error(), "line 3") {
 		t.Errorf("bad config: got %v, want an error naming line 3", err)
-	}
-}
-
-// TestREADMEConfig: the README's config example is valid.
-func TestREADMEConfig(t *testing.T) {
-	b, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, rest, ok := strings.Cut(string(b), "```yaml\n")
-	block, _, ok2 := strings.Cut(rest, "```")
-	if !ok || !ok2 {
-		t.Fatal("README has no yaml block")
-	}
-	if _, err := config.Parse([]byte(block), "README.md"); err != nil {
-		t.Errorf("README example: %v", err)
 	}
 }
 
