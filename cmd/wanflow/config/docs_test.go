@@ -86,7 +86,7 @@ func TestDocsListEveryKey(t *testing.T) {
 	}
 }
 
-var yamlBlock = regexp.MustCompile("(?ms)^```yaml\n(.*?)^```")
+var yamlBlock = regexp.MustCompile("(?ms)^```yaml(?: wanflow-config[^\n]*)?\n(.*?)^```")
 
 // TestDocsExamplesParse checks that every ```yaml block of
 // docs/configuration.md is a configuration that Parse accepts without
