@@ -3,6 +3,7 @@ package nftguard
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 )
@@ -88,10 +89,18 @@ func (h HoldConfig) check() (HoldConfig, error) {
 		return h, err
 	}
 	h.Addrs = addrs
+	h.LAN, h.Uplinks = sortedNames(h.LAN), sortedNames(h.Uplinks)
 	for _, name := range append(append([]string{}, h.LAN...), h.Uplinks...) {
 		if name == "" || len(name) >= ifNameSize || strings.ContainsRune(name, 0) {
 			return h, fmt.Errorf("nftguard: bad interface name %q", name)
 		}
 	}
 	return h, nil
+}
+
+// sortedNames returns names sorted, without repeats, in a new slice.
+func sortedNames(names []string) []string {
+	out := slices.Clone(names)
+	slices.Sort(out)
+	return slices.Compact(out)
 }

@@ -33,21 +33,10 @@ func Hold(conn *Conn, hc HoldConfig) error {
 	if err != nil {
 		return err
 	}
-	t := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: hc.Table}
-	conn.AddTable(t)
-	conn.DelTable(t)
-	conn.AddTable(t)
-	policy := nftables.ChainPolicyAccept
-	chain := conn.AddChain(&nftables.Chain{
-		Name:     HoldChainName,
-		Table:    t,
-		Type:     nftables.ChainTypeFilter,
-		Hooknum:  nftables.ChainHookForward,
-		Priority: nftables.ChainPriorityFilter,
-		Policy:   &policy,
-	})
+	t := freshTable(conn, hc.Table)
+	chain := acceptChain(conn, t, HoldChainName, nftables.ChainTypeFilter, nftables.ChainHookForward, nftables.ChainPriorityFilter)
 	lan := &nftables.Set{Table: t, ID: 1, Name: HoldLANSetName, KeyType: nftables.TypeIFName, HasTimeout: true}
-	lanElems := ifaceElements(sortedNames(hc.LAN))
+	lanElems := ifaceElements(hc.LAN)
 	for i := range lanElems {
 		lanElems[i].Timeout = hc.Timeout
 	}
@@ -55,31 +44,19 @@ func Hold(conn *Conn, hc HoldConfig) error {
 		return fmt.Errorf("nftguard: hold set: %w", err)
 	}
 	ups := &nftables.Set{Table: t, ID: 2, Name: HoldUplinkSetName, KeyType: nftables.TypeIFName}
-	if err := conn.AddSet(ups, ifaceElements(sortedNames(hc.Uplinks))); err != nil {
+	if err := conn.AddSet(ups, ifaceElements(hc.Uplinks)); err != nil {
 		return fmt.Errorf("nftguard: hold set: %w", err)
 	}
 	if len(hc.Addrs) > 0 {
-		pre := conn.AddChain(&nftables.Chain{
-			Name:     HoldPreChainName,
-			Table:    t,
-			Type:     nftables.ChainTypeFilter,
-			Hooknum:  nftables.ChainHookPrerouting,
-			Priority: nftables.ChainPriorityRaw,
-			Policy:   &policy,
-		})
+		pre := acceptChain(conn, t, HoldPreChainName, nftables.ChainTypeFilter, nftables.ChainHookPrerouting, nftables.ChainPriorityRaw)
 		addrs := &nftables.Set{Table: t, ID: 3, Name: HoldAddrSetName, KeyType: nftables.TypeIPAddr}
 		if err := conn.AddSet(addrs, setElements(hc.Addrs)); err != nil {
 			return fmt.Errorf("nftguard: hold set: %w", err)
 		}
 		first := make([]byte, ifNameSize)
-		copy(first, sortedNames(hc.LAN)[0])
+		copy(first, hc.LAN[0])
 		for _, proto := range []byte{unix.IPPROTO_TCP, unix.IPPROTO_UDP} {
-			ex := []expr.Any{
-				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
-				&expr.Lookup{SourceRegister: 1, SetName: addrs.Name, SetID: addrs.ID},
-			}
-			ex = append(ex, natPortExprs(proto, hc.Ports)...)
-			ex = append(ex,
+			ex := append(natReplyExprs(addrs, proto, hc.Ports),
 				// The hold's timer: the LAN interface's element in held_lan.
 				&expr.Immediate{Register: 1, Data: first},
 				&expr.Lookup{SourceRegister: 1, SetName: lan.Name, SetID: lan.ID},
@@ -150,10 +127,4 @@ func withDefaultTable(table string) string {
 		return DefaultTable
 	}
 	return table
-}
-
-func sortedNames(names []string) []string {
-	out := slices.Clone(names)
-	slices.Sort(out)
-	return slices.Compact(out)
 }

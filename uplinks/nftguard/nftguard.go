@@ -103,8 +103,7 @@ func (c Config) withDefaults() (Config, error) {
 		}
 		ifs = append(ifs, name)
 	}
-	slices.Sort(ifs)
-	c.Interfaces = slices.Compact(ifs)
+	c.Interfaces = sortedNames(ifs)
 	if len(c.TUN) >= ifNameSize || strings.ContainsRune(c.TUN, 0) {
 		return c, fmt.Errorf("nftguard: bad TUN name %q", c.TUN)
 	}

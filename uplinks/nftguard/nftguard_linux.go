@@ -64,21 +64,8 @@ func Apply(conn *Conn, cfg Config, addrs []netip.Addr) error {
 		return nil
 	}
 
-	t := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: cfg.Table}
-	// "add" (a no-op if it exists), delete, add: the table is rebuilt
-	// whether or not it existed, in the same transaction.
-	conn.AddTable(t)
-	conn.DelTable(t)
-	conn.AddTable(t)
-	policy := nftables.ChainPolicyAccept
-	chain := conn.AddChain(&nftables.Chain{
-		Name:     ChainName,
-		Table:    t,
-		Type:     nftables.ChainTypeFilter,
-		Hooknum:  nftables.ChainHookPrerouting,
-		Priority: nftables.ChainPriorityRaw,
-		Policy:   &policy,
-	})
+	t := freshTable(conn, cfg.Table)
+	chain := acceptChain(conn, t, ChainName, nftables.ChainTypeFilter, nftables.ChainHookPrerouting, nftables.ChainPriorityRaw)
 	// Fixed set IDs (they only need to be unique within the batch) instead
 	// of the library's global counter.
 	set := &nftables.Set{Table: t, ID: 1, Name: SetName, KeyType: nftables.TypeIPAddr}
@@ -97,14 +84,7 @@ func Apply(conn *Conn, cfg Config, addrs []netip.Addr) error {
 		})
 	}
 	if cfg.failOpen() {
-		nat := conn.AddChain(&nftables.Chain{
-			Name:     NATChainName,
-			Table:    t,
-			Type:     nftables.ChainTypeNAT,
-			Hooknum:  nftables.ChainHookPostrouting,
-			Priority: nftables.ChainPriorityNATSource,
-			Policy:   &policy,
-		})
+		nat := acceptChain(conn, t, NATChainName, nftables.ChainTypeNAT, nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource)
 		ifset := &nftables.Set{Table: t, ID: 2, Name: IfaceSetName, KeyType: nftables.TypeIFName}
 		if err := conn.AddSet(ifset, ifaceElements(cfg.Interfaces)); err != nil {
 			return fmt.Errorf("nftguard: set: %w", err)
@@ -119,14 +99,7 @@ func Apply(conn *Conn, cfg Config, addrs []netip.Addr) error {
 		}
 	}
 	if cfg.notrack() {
-		nt := conn.AddChain(&nftables.Chain{
-			Name:     NotrackChainName,
-			Table:    t,
-			Type:     nftables.ChainTypeFilter,
-			Hooknum:  nftables.ChainHookPrerouting,
-			Priority: nftables.ChainPriorityRef(NotrackPriority),
-			Policy:   &policy,
-		})
+		nt := acceptChain(conn, t, NotrackChainName, nftables.ChainTypeFilter, nftables.ChainHookPrerouting, nftables.ChainPriorityRef(NotrackPriority))
 		comments := notrackComments(cfg)
 		for i, ex := range notrackExprs(cfg) {
 			conn.AddRule(&nftables.Rule{
@@ -141,6 +114,23 @@ func Apply(conn *Conn, cfg Config, addrs []netip.Addr) error {
 		return fmt.Errorf("nftguard: build table ip %s: %w", cfg.Table, err)
 	}
 	return nil
+}
+
+// freshTable queues in conn's batch the table ip name rebuilt empty:
+// "add" (a no-op if it exists), delete, add, so that it is rebuilt whether
+// or not it existed, in the same transaction.
+func freshTable(conn *Conn, name string) *nftables.Table {
+	t := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: name}
+	conn.AddTable(t)
+	conn.DelTable(t)
+	conn.AddTable(t)
+	return t
+}
+
+// acceptChain queues in conn's batch a base chain of t with policy accept.
+func acceptChain(conn *Conn, t *nftables.Table, name string, typ nftables.ChainType, hook *nftables.ChainHook, prio *nftables.ChainPriority) *nftables.Chain {
+	policy := nftables.ChainPolicyAccept
+	return conn.AddChain(&nftables.Chain{Name: name, Table: t, Type: typ, Hooknum: hook, Priority: prio, Policy: &policy})
 }
 
 // notrackExprs are the rules of the notrack chain, in the order of
@@ -199,20 +189,19 @@ func Remove(conn *Conn, table string) error {
 // then meet the kernel, whose reset tells the remote at once that the
 // connection is gone.
 func dropExprs(cfg Config, set *nftables.Set, proto byte) []expr.Any {
-	ex := []expr.Any{
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
-		&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID},
-	}
-	ex = append(ex, natPortExprs(proto, cfg.Ports)...)
+	ex := natReplyExprs(set, proto, cfg.Ports)
 	if cfg.notrack() {
 		ex = append(ex, tunRoutesExprs(cfg, true)...)
 	}
 	return append(ex, &expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop})
 }
 
-// natPortExprs is "meta l4proto <proto> th dport lo-hi".
-func natPortExprs(proto byte, ports [2]uint16) []expr.Any {
+// natReplyExprs matches a reply to a NAT port: "ip daddr @set meta
+// l4proto <proto> th dport lo-hi".
+func natReplyExprs(set *nftables.Set, proto byte, ports [2]uint16) []expr.Any {
 	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID},
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
