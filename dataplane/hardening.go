@@ -132,15 +132,10 @@ func (w *worker) createFallback(s *snapshot, f *policy.Flow, key flowtable.Key, 
 	w.e.exhausted[first.Uplink].Add(1)
 	excl := uint64(1) << first.Uplink
 	for range 64 {
-		pol := w.policyWithout(s, excl)
-		if pol == nil {
+		d, ok := w.nextChoice(s, f, excl)
+		if !ok || !claimChoice(s, d, &excl) {
 			break
 		}
-		d := pol.Choose(*f)
-		if d.Uplink < 0 || d.Uplink >= len(s.uplinks) || d.Uplink >= 64 || excl&(1<<d.Uplink) != 0 {
-			break
-		}
-		excl |= 1 << d.Uplink
 		if s.uplinks[d.Uplink].port == nil {
 			continue
 		}
@@ -152,6 +147,26 @@ func (w *worker) createFallback(s *snapshot, f *policy.Flow, key flowtable.Key, 
 		return ent, d, err
 	}
 	return nil, first, flowtable.ErrPortsExhausted
+}
+
+// nextChoice is the policy's choice for f with the uplinks in excl made
+// unavailable; ok is false when no policy can be built.
+func (w *worker) nextChoice(s *snapshot, f *policy.Flow, excl uint64) (d policy.Decision, ok bool) {
+	pol := w.policyWithout(s, excl)
+	if pol == nil {
+		return d, false
+	}
+	return pol.Choose(*f), true
+}
+
+// claimChoice reports whether d names an uplink of s not tried yet (not in
+// *excl), and marks it tried.
+func claimChoice(s *snapshot, d policy.Decision, excl *uint64) bool {
+	if d.Uplink < 0 || d.Uplink >= len(s.uplinks) || d.Uplink >= 64 || *excl&(1<<d.Uplink) != 0 {
+		return false
+	}
+	*excl |= 1 << d.Uplink
+	return true
 }
 
 // routineReport logs, at most once a second per uplink, the uplinks on

@@ -125,10 +125,9 @@ func (w *worker) migrate(s *snapshot, ent *flowtable.Entry) bool {
 	excl := uint64(1) << (ent.Uplink & 63) // never "migrate" in place
 	fallback := false
 	for range 64 {
-		if d.Uplink < 0 || d.Uplink >= len(s.uplinks) || d.Uplink >= 64 || excl&(1<<d.Uplink) != 0 {
+		if !claimChoice(s, d, &excl) {
 			return false
 		}
-		excl |= 1 << d.Uplink
 		if s.uplinks[d.Uplink].port != nil {
 			switch err := w.ft.Repin(ent, uint8(d.Uplink), s.uplinks[d.Uplink].addr4); err {
 			case nil:
@@ -146,11 +145,10 @@ func (w *worker) migrate(s *snapshot, ent *flowtable.Entry) bool {
 				return false
 			}
 		}
-		pol := w.policyWithout(s, excl)
-		if pol == nil {
+		var ok bool
+		if d, ok = w.nextChoice(s, &f, excl); !ok {
 			return false
 		}
-		d = pol.Choose(f)
 	}
 	return false
 }

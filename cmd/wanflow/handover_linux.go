@@ -3,6 +3,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -101,15 +102,7 @@ func (d *daemon) handoverState() *handover.State {
 		st.Flows = append(st.Flows, s)
 	})
 	// Oldest first: the order the next start restores them in.
-	slices.SortFunc(st.Flows, func(a, b flowtable.Saved) int {
-		switch {
-		case a.LastSeen > b.LastSeen:
-			return -1
-		case a.LastSeen < b.LastSeen:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(st.Flows, func(a, b flowtable.Saved) int { return cmp.Compare(b.LastSeen, a.LastSeen) })
 	return st
 }
 
@@ -165,14 +158,15 @@ func (d *daemon) handoverEvent(r restored) {
 }
 
 // endHold ends a hold left by the daemon before this one (its dataplane is
-// replaced by ours), and a SIGINT stop removes a handover file nobody will
-// take.
+// replaced by ours), or this daemon's own when it stops for good.
 func (d *daemon) endHold() {
 	if err := nftguard.Unhold(d.nft, d.conf().Kernel.NFTTable); err != nil {
 		d.log.Warn("handover: end the hold", "err", err)
 	}
 }
 
+// removeHandover removes a handover file nobody will take (a stop for good,
+// wanflow cleanup).
 func removeHandover(cfg *config.Config) {
 	if err := os.Remove(handoverPath(cfg)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		slog.Warn("handover: remove file", "err", err)
