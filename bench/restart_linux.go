@@ -127,12 +127,15 @@ func restartOnce(ctx context.Context, l *lab.Lab, bin, mode string, o RestartOpt
 
 	// New flows are tried from the signal on, every 10 ms, until the new
 	// daemon has run for half a second.
+	// The probing goroutine owns last, gap, viaKernel and viaWanflow until
+	// probed is closed; every return waits for it.
 	probeCtx, stopProbe := context.WithCancel(ctx)
-	defer stopProbe()
 	probed := make(chan struct{})
+	defer func() { stopProbe(); <-probed }()
 	start := time.Now()
 	last := start // the last answer (the signal to begin with)
 	var gap time.Duration
+	var viaKernel, viaWanflow int
 	go func() {
 		defer close(probed)
 		for probeCtx.Err() == nil {
@@ -144,9 +147,9 @@ func restartOnce(ctx context.Context, l *lab.Lab, bin, mode string, o RestartOpt
 			gap = max(gap, now.Sub(last))
 			last = now
 			if seen.Port() == local.Port() {
-				res.ViaKernel++
+				viaKernel++
 			} else {
-				res.ViaWanflow++
+				viaWanflow++
 			}
 		}
 		gap = max(gap, time.Since(last))
@@ -177,7 +180,7 @@ func restartOnce(ctx context.Context, l *lab.Lab, bin, mode string, o RestartOpt
 	time.Sleep(500 * time.Millisecond)
 	stopProbe()
 	<-probed
-	res.NewFlowGapMs = ms(gap)
+	res.NewFlowGapMs, res.ViaKernel, res.ViaWanflow = ms(gap), viaKernel, viaWanflow
 	for _, c := range conns {
 		seen, err := c.exchange(3 * time.Second)
 		if err != nil {
