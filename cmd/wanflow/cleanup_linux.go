@@ -60,14 +60,7 @@ func cleanup(cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
-	log := slog.Default()
-	errs := []error{
-		steer.New(h, steerConfig(cfg)).Remove(),
-		uplinks.NewManager(h, managerConfig(cfg), log).Remove(),
-		nftguard.Remove(nft, cfg.Kernel.NFTTable),
-		nftguard.Unhold(nft, cfg.Kernel.NFTTable),
-	}
-	removeHandover(cfg)
+	errs := removeInstalled(steer.New(h, steerConfig(cfg)), uplinks.NewManager(h, managerConfig(cfg), slog.Default()), nft, cfg)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("cleanup: %w", err)
 	}

@@ -599,28 +599,12 @@ func (d *daemon) stop(handover bool) error {
 	var errs []error
 	if handover && d.engine != nil && d.nft != nil {
 		errs = append(errs, d.handoverStop())
-		if d.h != nil {
-			d.h.Close()
+	} else {
+		if d.engine != nil {
+			errs = append(errs, d.engine.Close())
+			d.logStats()
 		}
-		if d.stopLog != nil {
-			d.stopLog()
-		}
-		return errors.Join(errs...)
-	}
-	if d.engine != nil {
-		errs = append(errs, d.engine.Close())
-		d.logStats()
-	}
-	if d.steer != nil {
-		errs = append(errs, d.steer.Remove())
-	}
-	if d.mgr != nil {
-		errs = append(errs, d.mgr.Remove())
-	}
-	if d.nft != nil {
-		errs = append(errs, nftguard.Remove(d.nft, d.conf().Kernel.NFTTable))
-		d.endHold()
-		removeHandover(d.conf())
+		errs = append(errs, removeInstalled(d.steer, d.mgr, d.nft, d.conf())...)
 	}
 	if d.h != nil {
 		d.h.Close()
@@ -629,6 +613,27 @@ func (d *daemon) stop(handover bool) error {
 		d.stopLog()
 	}
 	return errors.Join(errs...)
+}
+
+// removeInstalled removes, in reverse order of installation, what the
+// daemon installs for cfg: the LAN steering, the uplinks' tables and rules,
+// the nftables tables (the guard and a restart's hold) and, with them, the
+// handover file. Nil parts are skipped. It returns every failure.
+func removeInstalled(st *steer.Steering, mgr *uplinks.Manager, nft *nftables.Conn, cfg *config.Config) []error {
+	var errs []error
+	if st != nil {
+		errs = append(errs, st.Remove())
+	}
+	if mgr != nil {
+		errs = append(errs, mgr.Remove())
+	}
+	if nft != nil {
+		errs = append(errs, nftguard.Remove(nft, cfg.Kernel.NFTTable), nftguard.Unhold(nft, cfg.Kernel.NFTTable))
+		// Only once it got that far: a start that failed earlier leaves a
+		// handover file to the next start.
+		removeHandover(cfg)
+	}
+	return errs
 }
 
 // lanAddress is the first IPv4 address of the LAN interface, with its

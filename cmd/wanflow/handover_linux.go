@@ -157,8 +157,8 @@ func (d *daemon) handoverEvent(r restored) {
 	}
 }
 
-// endHold ends a hold left by the daemon before this one (its dataplane is
-// replaced by ours), or this daemon's own when it stops for good.
+// endHold ends a hold left by the daemon before this one: its dataplane is
+// replaced by ours.
 func (d *daemon) endHold() {
 	if err := nftguard.Unhold(d.nft, d.conf().Kernel.NFTTable); err != nil {
 		d.log.Warn("handover: end the hold", "err", err)
